@@ -6,7 +6,7 @@
 __all__ = ['NORMS', 'ACTIVATIONS', 'POOLS', 'INITS', 'VGGConfig', 'vgg_widths', 'tsra_vgg_config', 'relu_vgg_config',
            'PrunableUnit', 'VGG', 'count_parameters', 'count_macs', 'save_model', 'load_model']
 
-# %% ../nbs/02_models.ipynb #35355feb
+# %% ../nbs/02_models.ipynb #974d44b6
 import dataclasses
 import json
 from collections import OrderedDict
@@ -22,7 +22,7 @@ from .tsra import TSRA
 from .cob import ChannelRMSNorm
 from .files import atomic_write, write_json
 
-# %% ../nbs/02_models.ipynb #76a15238
+# %% ../nbs/02_models.ipynb #8b2d021f
 NORMS = ("rmsnorm-unlearned", "batchnorm", "none")
 ACTIVATIONS = ("tsra", "relu")
 POOLS = ("avg", "max")
@@ -75,7 +75,7 @@ class VGGConfig:
     @classmethod
     def from_json(cls, text: str) -> "VGGConfig": return cls(**json.loads(text))
 
-# %% ../nbs/02_models.ipynb #872758e1
+# %% ../nbs/02_models.ipynb #f4718d9a
 def vgg_widths(cfg: str = "D", width_multiplier: float = 1.0) -> list:
     "torchvision's VGG trunk `cfg` with every width scaled by `width_multiplier`."
     if cfg not in torchvision_vgg_cfgs:
@@ -84,16 +84,16 @@ def vgg_widths(cfg: str = "D", width_multiplier: float = 1.0) -> list:
 
 def tsra_vgg_config(cfg="D", width_multiplier=1.0, **overrides) -> VGGConfig:
     "The paper's CoB model: unlearned RMSNorm, TSRA, average pooling, PyTorch default init."
-    return VGGConfig(widths=vgg_widths(cfg, width_multiplier),
-                     classifier_widths=[max(2, round(4096 * width_multiplier))] * 2, **overrides)
+    return VGGConfig(**{"widths": vgg_widths(cfg, width_multiplier),
+                        "classifier_widths": [max(2, round(4096 * width_multiplier))] * 2, **overrides})
 
 def relu_vgg_config(cfg="D", width_multiplier=1.0, **overrides) -> VGGConfig:
     "The paper's ReLU control: BatchNorm, ReLU, max pooling, Kaiming-uniform fan_out init."
-    return VGGConfig(widths=vgg_widths(cfg, width_multiplier),
-                     classifier_widths=[max(2, round(4096 * width_multiplier))] * 2,
-                     norm="batchnorm", act="relu", pool="max", init="kaiming-fan-out", **overrides)
+    return VGGConfig(**{"widths": vgg_widths(cfg, width_multiplier),
+                        "classifier_widths": [max(2, round(4096 * width_multiplier))] * 2,
+                        "norm": "batchnorm", "act": "relu", "pool": "max", "init": "kaiming-fan-out", **overrides})
 
-# %% ../nbs/02_models.ipynb #53afa4c0
+# %% ../nbs/02_models.ipynb #b14f3cd3
 class PrunableUnit(NamedTuple):
     "One hidden layer: its producer, norm, activation and consumer."
     name: str
@@ -111,7 +111,7 @@ class PrunableUnit(NamedTuple):
         "TSRA's `(d_U, d_V)`, or `(width,)` for an elementwise activation (one subspace)."
         return self.activation.subspace_sizes if isinstance(self.activation, TSRA) else (self.width,)
 
-# %% ../nbs/02_models.ipynb #91e23b11
+# %% ../nbs/02_models.ipynb #24930d11
 def _activation(config: VGGConfig, split, channel_dim: int) -> nn.Module:
     return TSRA(split, channel_dim=channel_dim, **config.tsra) if config.act == "tsra" else nn.ReLU()
 
@@ -179,12 +179,12 @@ def _kaiming_fan_out(m: nn.Module):
         nn.init.kaiming_uniform_(m.weight, mode="fan_out", nonlinearity="relu")
         if m.bias is not None: nn.init.zeros_(m.bias)
 
-# %% ../nbs/02_models.ipynb #9d80e2d6
+# %% ../nbs/02_models.ipynb #4e95a6f6
 def count_parameters(model: nn.Module) -> int:
     "Number of parameters (buffers such as BatchNorm running statistics excluded)."
     return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/02_models.ipynb #217857ac
+# %% ../nbs/02_models.ipynb #b425483f
 @torch.no_grad()
 def count_macs(model: VGG) -> int:
     "Multiply-accumulates of convs and linears for one image."
@@ -199,7 +199,7 @@ def count_macs(model: VGG) -> int:
         for h in handles: h.remove()
     return total[0]
 
-# %% ../nbs/02_models.ipynb #b8476235
+# %% ../nbs/02_models.ipynb #71a0de46
 def save_model(model: VGG, directory) -> Path:
     "Write `config.json` and `weights.pt` for `model` into `directory`."
     directory = Path(directory)

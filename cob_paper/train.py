@@ -6,7 +6,7 @@
 __all__ = ['TrainConfig', 'steps_per_epoch', 'tsra_recipe', 'relu_recipe', 'finetune_recipe', 'learning_rate_factor',
            'make_optimizer', 'evaluate', 'History', 'NonFiniteLossError', 'train']
 
-# %% ../nbs/06_train.ipynb #86464a94
+# %% ../nbs/06_train.ipynb #57180418
 import dataclasses
 import math
 import time
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .data import augment, batches
 from .files import save_torch
 
-# %% ../nbs/06_train.ipynb #387e8310
+# %% ../nbs/06_train.ipynb #4d7cc866
 @dataclass
 class TrainConfig:
     "A training or fine-tuning recipe; the length is `steps`, or `epochs` of the training set."
@@ -57,21 +57,25 @@ def steps_per_epoch(num_images: int, batch_size: int) -> int:
     "Full batches per epoch (the last partial batch is dropped so every step has the same shape)."
     return max(1, num_images // batch_size)
 
+def _recipe(defaults: dict, overrides: dict) -> TrainConfig:
+    "`defaults` updated by `overrides`; a length given as epochs replaces a default in steps and vice versa."
+    if "epochs" in overrides and "steps" not in overrides: defaults = {**defaults, "steps": None}
+    if "steps" in overrides and "epochs" not in overrides: defaults = {**defaults, "epochs": None}
+    return TrainConfig(**{**defaults, **overrides})
+
 def tsra_recipe(**overrides) -> TrainConfig:
-    "The paper's TSRA recipe: AdamW lr 1e-3, wd 5e-4, 1,000 warmup steps, cosine to 0, clip 1.0, batch 1024."
-    return TrainConfig(**{"optimizer": "adamw", "lr": 1e-3, "warmup_steps": 1000, "steps": 120_000, **overrides})
+    "The paper's TSRA recipe: AdamW lr 1e-3, wd 5e-4, 1,000 warmup steps, cosine to 0, clip 1.0, batch 1024, 120k steps."
+    return _recipe({"optimizer": "adamw", "lr": 1e-3, "warmup_steps": 1000, "steps": 120_000}, overrides)
 
 def relu_recipe(**overrides) -> TrainConfig:
-    "The paper's ReLU-control recipe: SGD lr 0.1, Nesterov 0.9, wd 5e-4, no warmup, cosine to 0, clip 1.0, batch 1024."
-    return TrainConfig(**{"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "warmup_steps": 0,
-                          "steps": 120_000, **overrides})
+    "The paper's ReLU-control recipe: SGD lr 0.1, Nesterov 0.9, wd 5e-4, no warmup, cosine to 0, clip 1.0, batch 1024, 120k steps."
+    return _recipe({"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "warmup_steps": 0, "steps": 120_000}, overrides)
 
 def finetune_recipe(**overrides) -> TrainConfig:
     "This project's fine-tuning recipe (the paper's is not public), shared by every arm: AdamW lr 3e-4, 5% warmup, cosine."
-    config = TrainConfig(**{"optimizer": "adamw", "lr": 3e-4, "epochs": 10, **overrides})
-    return config if "warmup_steps" in overrides else dataclasses.replace(config, warmup_steps=-1)
+    return _recipe({"optimizer": "adamw", "lr": 3e-4, "epochs": 10, "warmup_steps": -1}, overrides)
 
-# %% ../nbs/06_train.ipynb #a6cb4965
+# %% ../nbs/06_train.ipynb #a73e2fa5
 def learning_rate_factor(step: int, total: int, warmup: int) -> float:
     "Multiplier of the peak learning rate before optimizer step `step` (0-based)."
     if step < warmup: return (step + 1) / warmup
@@ -94,7 +98,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig, total: int):
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, total, warmup))
     return optimizer, schedule
 
-# %% ../nbs/06_train.ipynb #141a86d7
+# %% ../nbs/06_train.ipynb #3b17e232
 def _autocast(device: torch.device, config_bf16: bool = True):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=config_bf16 and device.type == "cuda")
 
@@ -113,7 +117,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     finally: model.train(was_training)
     return correct.item() / len(labels)
 
-# %% ../nbs/06_train.ipynb #5dc94b90
+# %% ../nbs/06_train.ipynb #b20b8aeb
 @dataclass
 class History:
     "What a run did: a record every `log_every` steps, held-out accuracy per epoch, and timing."
@@ -132,7 +136,7 @@ def _seeded(seed: int, *keys: int) -> int:
     for k in keys: h = (h * 6364136223846793005 + k + 1442695040888963407) % (1 << 63)
     return h
 
-# %% ../nbs/06_train.ipynb #4c642546
+# %% ../nbs/06_train.ipynb #fc204b6e
 def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig, *,
           holdout: tuple[torch.Tensor, torch.Tensor] | None = None, checkpoint_path: str | Path | None = None,
           stop_at_step: int | None = None, progress: bool = True, description: str = "train") -> History:
