@@ -8,7 +8,7 @@ __all__ = ['EXPERIMENT_NAMES', 'ARM_LABELS', 'load_results', 'run_label', 'save_
            'markdown_table', 'write_table', 'claims', 'claims_markdown', 'performance_markdown', 'replace_marked',
            'update_marked_file', 'write_figures']
 
-# %% ../nbs/08_figures.ipynb #ab34b806
+# %% ../nbs/08_figures.ipynb #8095f575
 import csv
 import io
 import json
@@ -22,7 +22,7 @@ import seaborn as sns
 
 from .files import atomic_write
 
-# %% ../nbs/08_figures.ipynb #b48858ce
+# %% ../nbs/08_figures.ipynb #8fd4f684
 EXPERIMENT_NAMES = ("unpruned", "importance", "fixed_ratio", "threshold")
 
 def load_results(results_dir, preset: str) -> dict:
@@ -42,7 +42,7 @@ def run_label(result: dict) -> str:
     kind = "QUICK CPU RUN (width-reduced model, data subset): not the paper's setting" if result["quick"] else "full run"
     return f"{kind} | {result['device']} | seed {result['seed']} | {result['_file']}"
 
-# %% ../nbs/08_figures.ipynb #d52f2eb3
+# %% ../nbs/08_figures.ipynb #0ffac3e7
 def _style():
     sns.set_theme(style="whitegrid", context="paper", palette="colorblind")
     plt.rcParams.update({"svg.hashsalt": "cob-paper", "figure.dpi": 100, "savefig.dpi": 150})
@@ -60,7 +60,7 @@ def save_figure(fig, path_stem: Path) -> list[Path]:
 def _note(fig, result: dict):
     fig.text(0.01, -0.02, run_label(result), fontsize=6.5, color="0.35", ha="left", va="top")
 
-# %% ../nbs/08_figures.ipynb #fed52448
+# %% ../nbs/08_figures.ipynb #9bcd1731
 ARM_LABELS = {"baseline": "TSRA, native basis (baseline)", "cob": "TSRA, change of basis (CoB)", "relu": "ReLU control, native basis"}
 
 def figure_fixed_ratio(fixed: dict, when: str = "before"):
@@ -74,14 +74,14 @@ def figure_fixed_ratio(fixed: dict, when: str = "before"):
     for model, style in (("tsra", "--"), ("relu", ":")):
         ax.axhline(100 * fixed["unpruned_accuracy"][model], ls=style, color="0.4", lw=1,
                    label=f"unpruned {'TSRA' if model == 'tsra' else 'ReLU'} model")
-    ax.axhline(10, color="0.75", lw=0.8); ax.text(0.5, 11, "chance", fontsize=7, color="0.5")
+    ax.axhline(10, color="0.75", lw=0.8); ax.text(1.0, 10.5, "chance", fontsize=7, color="0.5", ha="right", transform=ax.get_yaxis_transform())
     ax.set(xlabel="parameters removed (%)", ylabel="test accuracy (%)", ylim=(0, 100),
            title=f"Fixed-ratio pruning, {when} fine-tuning")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     _note(fig, fixed)
     return fig
 
-# %% ../nbs/08_figures.ipynb #4262de08
+# %% ../nbs/08_figures.ipynb #ff539bd2
 def energy_fraction_channels(importance: list[float], fraction: float = 0.9) -> float:
     "Smallest fraction of channels whose squared importances add up to `fraction` of the total."
     energy = sorted((v * v for v in importance), reverse=True)
@@ -118,7 +118,7 @@ def figure_importance_profiles(importance: dict, units=("conv1", "conv7", "conv1
     _note(fig, importance)
     return fig
 
-# %% ../nbs/08_figures.ipynb #90d25089
+# %% ../nbs/08_figures.ipynb #c9d30890
 def _pct(x): return f"{100 * x:.2f}"
 
 def threshold_table(threshold: dict) -> list[dict]:
@@ -160,7 +160,7 @@ def write_table(rows: list[dict], path_stem: Path, caption: str) -> list[Path]:
     return [atomic_write(path_stem.with_suffix(".md"), lambda f: f.write(md.encode())),
             atomic_write(path_stem.with_suffix(".csv"), lambda f: f.write(buffer.getvalue().encode()))]
 
-# %% ../nbs/08_figures.ipynb #26405cce
+# %% ../nbs/08_figures.ipynb #e0721d3e
 def _at(fixed, arm, t, key):
     row = next((r for r in fixed["rows"] if r["arm"] == arm and r["strategy"].get("t") == t and "error" not in r), None)
     return None if row is None else row[key]
@@ -203,19 +203,15 @@ def claims(results: dict) -> list[dict]:
         base = th["unpruned_accuracy"]["tsra"]
         cob_rows = [r for r in th["rows"] if r["arm"] == "cob" and "error" not in r]
         good = [r for r in cob_rows if 100 * (base - r["accuracy_after_finetune"]) <= 6]
-        if good:
-            r = max(good, key=lambda r: r["percent_parameters_removed"])
-            out.append({"claim": "thresholds after fine-tuning, CoB: most removed with a drop of at most 6 points",
-                        "paper": "90-96% removed, 1-6 point drop",
-                        "value": f"{r['percent_parameters_removed']:.2f}% ({r['strategy']['name']} tau={r['strategy']['tau']}), "
-                                 f"drop {100 * (base - r['accuracy_after_finetune']):.2f} points", "file": th["_file"]})
         pmax = [r for r in cob_rows if r["strategy"]["name"] == "ProportionOfMax"]
-        if pmax:
-            r = max(pmax, key=lambda r: r["percent_parameters_removed"])
-            out.append({"claim": "proportion-of-maximum threshold, CoB (largest tau), after fine-tuning",
-                        "paper": "96.52% removed, 3.18-point drop",
-                        "value": f"{r['percent_parameters_removed']:.2f}% (tau={r['strategy']['tau']}), "
-                                 f"drop {100 * (base - r['accuracy_after_finetune']):.2f} points", "file": th["_file"]})
+        for claim, paper, rows in (
+                ("thresholds after fine-tuning, CoB: most removed with a drop of at most 6 points", "90-96% removed, 1-6 point drop", good),
+                ("proportion-of-maximum threshold, CoB, most removed, after fine-tuning", "96.52% removed, 3.18-point drop", pmax)):
+            if not rows: continue
+            r = max(rows, key=lambda r: r["percent_parameters_removed"])
+            out.append({"claim": claim, "paper": paper, "file": th["_file"],
+                        "value": f"{r['percent_parameters_removed']:.2f}% ({r['strategy']['name']} tau={r['strategy']['tau']}), "
+                                 f"drop {100 * (base - r['accuracy_after_finetune']):.2f} points"})
     return out
 
 def claims_markdown(quick: dict, full: dict) -> str:
@@ -232,7 +228,7 @@ def claims_markdown(quick: dict, full: dict) -> str:
         lines.append(f"| {name} | {paper} | {full_cell} | {quick_cell} |")
     return "\n".join(lines) + "\n"
 
-# %% ../nbs/08_figures.ipynb #03f292d2
+# %% ../nbs/08_figures.ipynb #30c94b65
 def performance_markdown(results_dir) -> str:
     "Tables of the benchmark results in `results_dir/bench` (training throughput, statistics pass)."
     bench = Path(results_dir) / "bench"
@@ -257,7 +253,7 @@ def performance_markdown(results_dir) -> str:
             lines += ["", "Ratios: " + "; ".join(f"{k} = {v:.2f}x" for k, v in r["ratios"].items()), ""]
     return "\n".join(lines)
 
-# %% ../nbs/08_figures.ipynb #9caefd98
+# %% ../nbs/08_figures.ipynb #e0c91f66
 def replace_marked(text: str, name: str, content: str) -> str:
     "Replace what stands between `<!-- name:start -->` and `<!-- name:end -->` in `text`."
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
