@@ -8,7 +8,7 @@ __all__ = ['TRAINING_FIELDS', 'PRESETS', 'ARMS', 'PRUNING_ARMS', 'THRESHOLD_STRA
            'run_unpruned', 'trained_model', 'prepared_arm', 'prune_and_finetune', 'run_fixed_ratio', 'run_threshold',
            'run_importance', 'run', 'reproduce', 'notebook_setup']
 
-# %% ../nbs/07_experiments.ipynb #01b3dfa0
+# %% ../nbs/07_experiments.ipynb #b0b90f45
 import copy
 import dataclasses
 import hashlib
@@ -27,7 +27,7 @@ from .prune import (ParameterTarget, ProportionOfMax, ProportionOfMean, Proporti
                              importance_after_rotation, prune, strategy_to_dict)
 from .train import TrainConfig, evaluate, finetune_recipe, relu_recipe, train, tsra_recipe
 
-# %% ../nbs/07_experiments.ipynb #cb79f4cf
+# %% ../nbs/07_experiments.ipynb #5e7cbff3
 @dataclass
 class ReproductionConfig:
     "Everything one reproduction depends on; results are keyed by its hash."
@@ -39,8 +39,8 @@ class ReproductionConfig:
     test_size: int | None = None        # None: the whole test set
     holdout: int = 0                    # training images held out for curves and model selection
     calibration_size: int = 10_000
-    tsra_train: TrainConfig = field(default_factory=lambda: tsra_recipe(epochs=60))
-    relu_train: TrainConfig = field(default_factory=lambda: relu_recipe(epochs=60))
+    tsra_train: TrainConfig = field(default_factory=lambda: tsra_recipe(epochs=60, checkpoint_every=500))
+    relu_train: TrainConfig = field(default_factory=lambda: relu_recipe(epochs=60, checkpoint_every=500))
     finetune: TrainConfig = field(default_factory=lambda: finetune_recipe(epochs=5))
     ratios: list = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
     thresholds: dict = field(default_factory=lambda: {
@@ -63,7 +63,7 @@ class ReproductionConfig:
 
 TRAINING_FIELDS = ("cfg", "width_multiplier", "train_size", "test_size", "holdout", "tsra_train", "relu_train", "seed")
 
-# %% ../nbs/07_experiments.ipynb #4feba826
+# %% ../nbs/07_experiments.ipynb #52fef6f0
 def full_config(**overrides) -> ReproductionConfig:
     "The paper's models on all of CIFAR-10 (for a GPU); training lengths provisional until measured on one."
     return ReproductionConfig(preset="full", quick=False, **overrides)
@@ -92,7 +92,7 @@ def smoke_config(**overrides) -> ReproductionConfig:
 
 PRESETS = {"full": full_config, "quick": quick_config, "smoke": smoke_config}
 
-# %% ../nbs/07_experiments.ipynb #35e75d37
+# %% ../nbs/07_experiments.ipynb #6221f3e4
 @dataclass
 class Workspace:
     "Folders for results (committed) and runs (trained weights, checkpoints), the data root, and the device."
@@ -120,7 +120,7 @@ def read_result(workspace: Workspace, experiment: str, config: ReproductionConfi
     path = workspace.result_path(experiment, config)
     return json.loads(path.read_text()) if path.exists() else None
 
-# %% ../nbs/07_experiments.ipynb #e38793dc
+# %% ../nbs/07_experiments.ipynb #6b6cd4b4
 def experiment_data(workspace: Workspace, config: ReproductionConfig):
     "The config's training images (less the held-out split), held-out split, test set and calibration batches."
     data = load_cifar10(workspace.data_root).subset(config.train_size, config.test_size, seed=config.seed)
@@ -134,7 +134,7 @@ def experiment_data(workspace: Workspace, config: ReproductionConfig):
         "calibration": list(batches(data.train_images[calibration], batch_size=500, device=device)),
     }
 
-# %% ../nbs/07_experiments.ipynb #5af23cab
+# %% ../nbs/07_experiments.ipynb #70bb65ab
 ARMS = {"tsra": (tsra_vgg_config, "tsra_train"), "relu": (relu_vgg_config, "relu_train")}
 
 def run_unpruned(workspace: Workspace, config: ReproductionConfig) -> dict:
@@ -160,7 +160,7 @@ def trained_model(workspace: Workspace, config: ReproductionConfig, arm: str) ->
     if not (directory / "weights.pt").exists(): run_unpruned(workspace, config)
     return load_model(directory, map_location=workspace.device).to(workspace.device)
 
-# %% ../nbs/07_experiments.ipynb #0252becd
+# %% ../nbs/07_experiments.ipynb #e5590a34
 PRUNING_ARMS = {"baseline": ("tsra", False), "cob": ("tsra", True), "relu": ("relu", False)}
 
 def prepared_arm(workspace: Workspace, config: ReproductionConfig, arm: str, calibration) -> tuple[VGG, dict]:
@@ -178,7 +178,6 @@ def prune_and_finetune(workspace: Workspace, config: ReproductionConfig, model: 
            "parameters_left": report.parameters_after, "macs_left": report.macs_after,
            "widths_after": [l.width_after for l in report.layers],
            "accuracy_before_finetune": evaluate(pruned, *data["test"])}
-    torch.manual_seed(config.seed)
     train(pruned, *data["train"], config.finetune, progress=False)
     row["accuracy_after_finetune"] = evaluate(pruned, *data["test"])
     return row
@@ -211,7 +210,7 @@ def run_threshold(workspace: Workspace, config: ReproductionConfig) -> dict:
     strategies = [THRESHOLD_STRATEGIES[name](tau) for name, taus in config.thresholds.items() for tau in taus]
     return _sweep(workspace, config, "threshold", ["baseline", "cob"], strategies)
 
-# %% ../nbs/07_experiments.ipynb #96898bb3
+# %% ../nbs/07_experiments.ipynb #5ea46d58
 def run_importance(workspace: Workspace, config: ReproductionConfig) -> dict:
     "Per-unit importance vectors: TSRA native, TSRA after CoB, ReLU native."
     started, data = time.perf_counter(), experiment_data(workspace, config)
@@ -222,7 +221,7 @@ def run_importance(workspace: Workspace, config: ReproductionConfig) -> dict:
                           "importance": [float(f"{float(v):.7g}") for v in importance[u.name]]} for u in model.prunable_units()]
     return write_result(workspace, "importance", config, {"profiles": profiles}, time.perf_counter() - started)
 
-# %% ../nbs/07_experiments.ipynb #e58cdffc
+# %% ../nbs/07_experiments.ipynb #6807c6e2
 EXPERIMENTS = {"unpruned": run_unpruned, "importance": run_importance, "fixed_ratio": run_fixed_ratio, "threshold": run_threshold}
 
 def run(workspace: Workspace, config: ReproductionConfig, experiment: str, force: bool = False) -> tuple[dict, bool]:
@@ -243,7 +242,7 @@ def reproduce(workspace: Workspace, config: ReproductionConfig, only: list[str] 
                         "seconds": round(time.perf_counter() - started, 1), "file": str(workspace.result_path(name, config))})
     return summary
 
-# %% ../nbs/07_experiments.ipynb #6d2387cd
+# %% ../nbs/07_experiments.ipynb #eedab4e2
 def notebook_setup(preset: str = "full", results_dir="../../results", runs_dir="../../runs", data_root=None,
                    seed: int = 0) -> tuple[Workspace, ReproductionConfig]:
     "Workspace and config for a narrative notebook's parameters (see above for the test and CPU fallbacks)."
