@@ -42,6 +42,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                       'cob_paper/experiments.py'),
                                        'cob_paper.experiments.Workspace.result_path': ( 'experiments.html#workspace.result_path',
                                                                                         'cob_paper/experiments.py'),
+                                       'cob_paper.experiments._cpu_config': ('experiments.html#_cpu_config', 'cob_paper/experiments.py'),
                                        'cob_paper.experiments._sweep': ('experiments.html#_sweep', 'cob_paper/experiments.py'),
                                        'cob_paper.experiments.experiment_data': ( 'experiments.html#experiment_data',
                                                                                   'cob_paper/experiments.py'),

@@ -8,7 +8,7 @@ __all__ = ['TRAINING_FIELDS', 'PRESETS', 'ARMS', 'PRUNING_ARMS', 'THRESHOLD_STRA
            'run_unpruned', 'trained_model', 'prepared_arm', 'prune_and_finetune', 'run_fixed_ratio', 'run_threshold',
            'run_importance', 'run', 'reproduce', 'notebook_setup']
 
-# %% ../nbs/07_experiments.ipynb #b0b90f45
+# %% ../nbs/07_experiments.ipynb #fb11c270
 import copy
 import dataclasses
 import hashlib
@@ -27,7 +27,7 @@ from .prune import (ParameterTarget, ProportionOfMax, ProportionOfMean, Proporti
                              importance_after_rotation, prune, strategy_to_dict)
 from .train import TrainConfig, evaluate, finetune_recipe, relu_recipe, train, tsra_recipe
 
-# %% ../nbs/07_experiments.ipynb #5e7cbff3
+# %% ../nbs/07_experiments.ipynb #fea865df
 @dataclass
 class ReproductionConfig:
     "Everything one reproduction depends on; results are keyed by its hash."
@@ -63,36 +63,35 @@ class ReproductionConfig:
 
 TRAINING_FIELDS = ("cfg", "width_multiplier", "train_size", "test_size", "holdout", "tsra_train", "relu_train", "seed")
 
-# %% ../nbs/07_experiments.ipynb #52fef6f0
+# %% ../nbs/07_experiments.ipynb #22e83a41
 def full_config(**overrides) -> ReproductionConfig:
     "The paper's models on all of CIFAR-10 (for a GPU); training lengths provisional until measured on one."
     return ReproductionConfig(preset="full", quick=False, **overrides)
 
+def _cpu_config(preset: str, width_multiplier: float, train_size: int, test_size: int, epochs: float, warmup_steps: int,
+                finetune: dict, batch_size: int, log_every: int, overrides: dict) -> ReproductionConfig:
+    "A width-reduced reproduction on a subset of CIFAR-10, small enough for a CPU."
+    small = dict(batch_size=batch_size, log_every=log_every)
+    return ReproductionConfig(**{"preset": preset, "quick": True, "width_multiplier": width_multiplier, "train_size": train_size,
+        "test_size": test_size, "calibration_size": min(2000, train_size // 2),
+        "tsra_train": tsra_recipe(epochs=epochs, warmup_steps=warmup_steps, **small),
+        "relu_train": relu_recipe(epochs=epochs, **small), "finetune": finetune_recipe(**finetune, **small), **overrides})
+
 def quick_config(**overrides) -> ReproductionConfig:
     "A width-reduced VGG-16 on 5,000 training images: the whole pipeline on a CPU in a few minutes."
-    small = dict(batch_size=128, log_every=10)
-    return ReproductionConfig(**{"preset": "quick", "quick": True, "width_multiplier": 1 / 8, "train_size": 5000,
-        "test_size": 2000, "calibration_size": 2000,
-        "tsra_train": tsra_recipe(epochs=5, warmup_steps=20, **small),
-        "relu_train": relu_recipe(epochs=5, **small),
-        "finetune": finetune_recipe(epochs=0.5, **small),
-        "thresholds": {"ZScore": [-0.5, 0.0], "ProportionOfMean": [0.25, 0.5],
+    return _cpu_config("quick", 1 / 8, 5000, 2000, epochs=5, warmup_steps=20, finetune={"epochs": 0.5}, batch_size=128,
+                       log_every=10, overrides={"thresholds": {"ZScore": [-0.5, 0.0], "ProportionOfMean": [0.25, 0.5],
                        "ProportionOfMedian": [0.5, 1.0], "ProportionOfMax": [0.03, 0.1]}, **overrides})
 
 def smoke_config(**overrides) -> ReproductionConfig:
     "The smallest end-to-end run, for tests of the notebooks."
-    small = dict(batch_size=100, log_every=5)
-    return ReproductionConfig(**{"preset": "smoke", "quick": True, "width_multiplier": 1 / 16, "train_size": 1000,
-        "test_size": 500, "calibration_size": 500,
-        "tsra_train": tsra_recipe(epochs=1, warmup_steps=2, **small),
-        "relu_train": relu_recipe(epochs=1, **small),
-        "finetune": finetune_recipe(steps=3, **small), "ratios": [0.3, 0.7],
-        "thresholds": {"ZScore": [0.0], "ProportionOfMean": [0.5], "ProportionOfMedian": [1.0], "ProportionOfMax": [0.1]},
-        **overrides})
+    return _cpu_config("smoke", 1 / 16, 1000, 500, epochs=1, warmup_steps=2, finetune={"steps": 3}, batch_size=100,
+                       log_every=5, overrides={"ratios": [0.3, 0.7], "thresholds": {"ZScore": [0.0], "ProportionOfMean": [0.5],
+                       "ProportionOfMedian": [1.0], "ProportionOfMax": [0.1]}, **overrides})
 
 PRESETS = {"full": full_config, "quick": quick_config, "smoke": smoke_config}
 
-# %% ../nbs/07_experiments.ipynb #6221f3e4
+# %% ../nbs/07_experiments.ipynb #c7a061ad
 @dataclass
 class Workspace:
     "Folders for results (committed) and runs (trained weights, checkpoints), the data root, and the device."
@@ -120,7 +119,7 @@ def read_result(workspace: Workspace, experiment: str, config: ReproductionConfi
     path = workspace.result_path(experiment, config)
     return json.loads(path.read_text()) if path.exists() else None
 
-# %% ../nbs/07_experiments.ipynb #6b6cd4b4
+# %% ../nbs/07_experiments.ipynb #29091737
 def experiment_data(workspace: Workspace, config: ReproductionConfig):
     "The config's training images (less the held-out split), held-out split, test set and calibration batches."
     data = load_cifar10(workspace.data_root).subset(config.train_size, config.test_size, seed=config.seed)
@@ -134,7 +133,7 @@ def experiment_data(workspace: Workspace, config: ReproductionConfig):
         "calibration": list(batches(data.train_images[calibration], batch_size=500, device=device)),
     }
 
-# %% ../nbs/07_experiments.ipynb #70bb65ab
+# %% ../nbs/07_experiments.ipynb #5be68153
 ARMS = {"tsra": (tsra_vgg_config, "tsra_train"), "relu": (relu_vgg_config, "relu_train")}
 
 def run_unpruned(workspace: Workspace, config: ReproductionConfig) -> dict:
@@ -160,7 +159,7 @@ def trained_model(workspace: Workspace, config: ReproductionConfig, arm: str) ->
     if not (directory / "weights.pt").exists(): run_unpruned(workspace, config)
     return load_model(directory, map_location=workspace.device).to(workspace.device)
 
-# %% ../nbs/07_experiments.ipynb #e5590a34
+# %% ../nbs/07_experiments.ipynb #43407502
 PRUNING_ARMS = {"baseline": ("tsra", False), "cob": ("tsra", True), "relu": ("relu", False)}
 
 def prepared_arm(workspace: Workspace, config: ReproductionConfig, arm: str, calibration) -> tuple[VGG, dict]:
@@ -210,7 +209,7 @@ def run_threshold(workspace: Workspace, config: ReproductionConfig) -> dict:
     strategies = [THRESHOLD_STRATEGIES[name](tau) for name, taus in config.thresholds.items() for tau in taus]
     return _sweep(workspace, config, "threshold", ["baseline", "cob"], strategies)
 
-# %% ../nbs/07_experiments.ipynb #5ea46d58
+# %% ../nbs/07_experiments.ipynb #47c3ff7e
 def run_importance(workspace: Workspace, config: ReproductionConfig) -> dict:
     "Per-unit importance vectors: TSRA native, TSRA after CoB, ReLU native."
     started, data = time.perf_counter(), experiment_data(workspace, config)
@@ -221,7 +220,7 @@ def run_importance(workspace: Workspace, config: ReproductionConfig) -> dict:
                           "importance": [float(f"{float(v):.7g}") for v in importance[u.name]]} for u in model.prunable_units()]
     return write_result(workspace, "importance", config, {"profiles": profiles}, time.perf_counter() - started)
 
-# %% ../nbs/07_experiments.ipynb #6807c6e2
+# %% ../nbs/07_experiments.ipynb #9dfbd1ed
 EXPERIMENTS = {"unpruned": run_unpruned, "importance": run_importance, "fixed_ratio": run_fixed_ratio, "threshold": run_threshold}
 
 def run(workspace: Workspace, config: ReproductionConfig, experiment: str, force: bool = False) -> tuple[dict, bool]:
@@ -242,7 +241,7 @@ def reproduce(workspace: Workspace, config: ReproductionConfig, only: list[str] 
                         "seconds": round(time.perf_counter() - started, 1), "file": str(workspace.result_path(name, config))})
     return summary
 
-# %% ../nbs/07_experiments.ipynb #eedab4e2
+# %% ../nbs/07_experiments.ipynb #f83e2c41
 def notebook_setup(preset: str = "full", results_dir="../../results", runs_dir="../../runs", data_root=None,
                    seed: int = 0) -> tuple[Workspace, ReproductionConfig]:
     "Workspace and config for a narrative notebook's parameters (see above for the test and CPU fallbacks)."
