@@ -6,7 +6,7 @@
 __all__ = ['NORMS', 'ACTIVATIONS', 'POOLS', 'INITS', 'VGGConfig', 'vgg_widths', 'tsra_vgg_config', 'relu_vgg_config',
            'PrunableUnit', 'VGG', 'count_parameters', 'count_macs', 'save_model', 'load_model']
 
-# %% ../nbs/02_models.ipynb #974d44b6
+# %% ../nbs/02_models.ipynb #2b73661c
 import dataclasses
 import json
 from collections import OrderedDict
@@ -22,7 +22,7 @@ from .tsra import TSRA
 from .cob import ChannelRMSNorm
 from .files import atomic_write, write_json
 
-# %% ../nbs/02_models.ipynb #8b2d021f
+# %% ../nbs/02_models.ipynb #f2c50e46
 NORMS = ("rmsnorm-unlearned", "batchnorm", "none")
 ACTIVATIONS = ("tsra", "relu")
 POOLS = ("avg", "max")
@@ -75,7 +75,7 @@ class VGGConfig:
     @classmethod
     def from_json(cls, text: str) -> "VGGConfig": return cls(**json.loads(text))
 
-# %% ../nbs/02_models.ipynb #f4718d9a
+# %% ../nbs/02_models.ipynb #666d67f9
 def vgg_widths(cfg: str = "D", width_multiplier: float = 1.0) -> list:
     "torchvision's VGG trunk `cfg` with every width scaled by `width_multiplier`."
     if cfg not in torchvision_vgg_cfgs:
@@ -93,7 +93,7 @@ def relu_vgg_config(cfg="D", width_multiplier=1.0, **overrides) -> VGGConfig:
                         "classifier_widths": [max(2, round(4096 * width_multiplier))] * 2,
                         "norm": "batchnorm", "act": "relu", "pool": "max", "init": "kaiming-fan-out", **overrides})
 
-# %% ../nbs/02_models.ipynb #b14f3cd3
+# %% ../nbs/02_models.ipynb #f9b845eb
 class PrunableUnit(NamedTuple):
     "One hidden layer: its producer, norm, activation and consumer."
     name: str
@@ -111,7 +111,7 @@ class PrunableUnit(NamedTuple):
         "TSRA's `(d_U, d_V)`, or `(width,)` for an elementwise activation (one subspace)."
         return self.activation.subspace_sizes if isinstance(self.activation, TSRA) else (self.width,)
 
-# %% ../nbs/02_models.ipynb #24930d11
+# %% ../nbs/02_models.ipynb #d0632e9d
 def _activation(config: VGGConfig, split, channel_dim: int) -> nn.Module:
     return TSRA(split, channel_dim=channel_dim, **config.tsra) if config.act == "tsra" else nn.ReLU()
 
@@ -179,12 +179,12 @@ def _kaiming_fan_out(m: nn.Module):
         nn.init.kaiming_uniform_(m.weight, mode="fan_out", nonlinearity="relu")
         if m.bias is not None: nn.init.zeros_(m.bias)
 
-# %% ../nbs/02_models.ipynb #4e95a6f6
+# %% ../nbs/02_models.ipynb #73738bec
 def count_parameters(model: nn.Module) -> int:
     "Number of parameters (buffers such as BatchNorm running statistics excluded)."
     return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/02_models.ipynb #b425483f
+# %% ../nbs/02_models.ipynb #e4c05c06
 @torch.no_grad()
 def count_macs(model: VGG) -> int:
     "Multiply-accumulates of convs and linears for one image."
@@ -192,14 +192,14 @@ def count_macs(model: VGG) -> int:
     def hook(m, inp, out):
         total[0] += m.weight.numel() * (out.shape[-1] * out.shape[-2] if isinstance(m, nn.Conv2d) else 1)
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        p = next(model.parameters())
-        model.eval()(torch.zeros(1, config.in_channels, config.image_size, config.image_size, device=p.device, dtype=p.dtype))
+    was_training, p = model.training, next(model.parameters())
+    try: model.eval()(torch.zeros(1, config.in_channels, config.image_size, config.image_size, device=p.device, dtype=p.dtype))
     finally:
+        model.train(was_training)
         for h in handles: h.remove()
     return total[0]
 
-# %% ../nbs/02_models.ipynb #71a0de46
+# %% ../nbs/02_models.ipynb #c81d0588
 def save_model(model: VGG, directory) -> Path:
     "Write `config.json` and `weights.pt` for `model` into `directory`."
     directory = Path(directory)
