@@ -60,10 +60,12 @@ def main():
         best = max(history.holdout, key=lambda h: h["accuracy"])
         print(f"{name}: final test {runs[name]['final_test_accuracy']:.4f}, best held-out {best['accuracy']:.4f} "
               f"at epoch {best['epoch']}, {runs[name]['wall_time_s']:.0f} s", flush=True)
-    result = {"benchmark": "calibrate_schedule", "quick": args.width < 1 or args.train_size is not None,
-              "config": {k: v for k, v in vars(args).items() if k not in ("out", "device")}, "seed": args.seed,
-              "runs": runs, "wall_time_s": time.perf_counter() - started, **provenance(device)}
-    print(f"wrote {write_json(Path(args.out) / f'schedule-{device.type}.json', result)}")
+        # rewritten after every run, so that a run cut short by a time limit still leaves what it finished
+        result = {"benchmark": "calibrate_schedule", "quick": args.width < 1 or args.train_size is not None,
+                  "config": {k: v for k, v in vars(args).items() if k not in ("out", "device")}, "seed": args.seed,
+                  "finished_runs": list(runs), "runs": runs, "wall_time_s": time.perf_counter() - started, **provenance(device)}
+        path = write_json(Path(args.out) / f"schedule-{device.type}.json", result)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
