@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['GENERATED_OUTPUTS', 'atomic_write', 'write_json', 'save_torch', 'git_commit', 'device_name', 'provenance']
 
-# %% ../nbs/01a_files.ipynb #210b1195
+# %% ../nbs/01a_files.ipynb #d15d6c08
 import json
 import os
 import tempfile
@@ -14,7 +14,7 @@ from typing import Callable, IO
 
 import torch
 
-# %% ../nbs/01a_files.ipynb #971f79b0
+# %% ../nbs/01a_files.ipynb #3d361092
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     "Call `write(file)` on a temporary file next to `path`, then rename it to `path`."
     path = Path(path)
@@ -40,7 +40,7 @@ def save_torch(path: str | os.PathLike, obj) -> Path:
     "`torch.save(obj)` to `path`, atomically."
     return atomic_write(path, lambda f: torch.save(obj, f))
 
-# %% ../nbs/01a_files.ipynb #a7dce563
+# %% ../nbs/01a_files.ipynb #b8ca6211
 import datetime
 import platform
 import subprocess
@@ -53,7 +53,7 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
     cwd = cwd or Path(globals().get("__file__", "x")).resolve().parent   # the package folder (the notebook folder when run as a notebook)
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *GENERATED_OUTPUTS],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", *GENERATED_OUTPUTS],
                                cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
