@@ -13,7 +13,7 @@ RSS of the process) is its own. On a CPU the model is width-reduced; on a GPU it
     python bench/train_throughput.py --full          # GPU: full VGG-16, batch 1024, also with compile
 Writes results/bench/train_throughput-<cpu|cuda>.json with provenance, and prints a table.
 """
-import argparse, json, os, resource, subprocess, sys, time
+import argparse, dataclasses, json, resource, subprocess, sys, time
 from pathlib import Path
 
 import torch
@@ -84,8 +84,8 @@ def run_authors_style(model, data, batch_size, steps, warmup, device, recipe):
 
 
 def run_engine(model, data, batch_size, steps, warmup, recipe, compile):
-    config = recipe.__class__(**{**recipe.__dict__, "steps": warmup + steps, "epochs": None, "batch_size": batch_size,
-                                 "log_every": warmup, "compile": compile, "warmup_steps": 0})
+    config = dataclasses.replace(recipe, steps=warmup + steps, epochs=None, batch_size=batch_size,
+                                 log_every=warmup, compile=compile, warmup_steps=0)
     history = train(model, data.train_images, data.train_labels, config, progress=False)
     timed = history.records[1:]   # the first record holds the warm-up (and compilation)
     return sum(r["images_per_s"] for r in timed) / len(timed)

@@ -5,9 +5,8 @@
 # %% auto #0
 __all__ = ['DEFAULT_DOCS', 'main']
 
-# %% ../nbs/09_cli.ipynb #d0602e53
+# %% ../nbs/09_cli.ipynb #7306d9f8
 import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -15,7 +14,7 @@ import torch
 from .experiments import EXPERIMENTS, PRESETS, Workspace, reproduce
 from .figures import write_figures
 
-# %% ../nbs/09_cli.ipynb #59ca9b91
+# %% ../nbs/09_cli.ipynb #4394f970
 DEFAULT_DOCS = ["README.md", "nbs/index.ipynb"]
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--docs", nargs="*", default=DEFAULT_DOCS, help="files whose claims table to update")
     return parser
 
-# %% ../nbs/09_cli.ipynb #359c3037
+# %% ../nbs/09_cli.ipynb #511852f3
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `cob-paper` console script."
     args = _parser().parse_args(argv)

@@ -5,12 +5,11 @@
 # %% auto #0
 __all__ = ['ChannelRMSNorm', 'merge_rotation_into_producer', 'merge_rotation_into_consumer']
 
-# %% ../nbs/01_cob.ipynb #1eeeb4da
+# %% ../nbs/01_cob.ipynb #aef7af98
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-# %% ../nbs/01_cob.ipynb #29c598e9
+# %% ../nbs/01_cob.ipynb #f1b557d2
 class ChannelRMSNorm(nn.Module):
     "RMSNorm over the channel axis with no learned gain: `x / sqrt(mean(x**2) + eps)`."
     def __init__(self, channel_dim: int = 1, eps: float | None = None):
@@ -25,7 +24,7 @@ class ChannelRMSNorm(nn.Module):
 
     def extra_repr(self): return f"channel_dim={self.channel_dim}, eps={self.eps:.3g}"
 
-# %% ../nbs/01_cob.ipynb #9404b851
+# %% ../nbs/01_cob.ipynb #90a028e9
 def _check_rotation(R: torch.Tensor, size: int, layer: nn.Module, side: str):
     if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] != size:
         raise ValueError(f"{type(layer).__name__} has {size} {side} channels but the rotation has shape {tuple(R.shape)}; "
@@ -35,7 +34,7 @@ def _supported(layer: nn.Module):
     if not isinstance(layer, (nn.Conv2d, nn.Linear)) or (isinstance(layer, nn.Conv2d) and layer.groups != 1):
         raise TypeError(f"can merge a rotation into nn.Linear or ungrouped nn.Conv2d only, got {layer!r}.")
 
-# %% ../nbs/01_cob.ipynb #f06cfcf7
+# %% ../nbs/01_cob.ipynb #49fcfcff
 @torch.no_grad()
 def merge_rotation_into_producer(layer: nn.Conv2d | nn.Linear, R: torch.Tensor):
     "Rotate the output channels of `layer` in place: `W <- R W`, `b <- R b`."
@@ -46,7 +45,7 @@ def merge_rotation_into_producer(layer: nn.Conv2d | nn.Linear, R: torch.Tensor):
     layer.weight.copy_((R64 @ weight.flatten(1)).view_as(weight))
     if layer.bias is not None: layer.bias.copy_(R64 @ layer.bias.to(torch.float64))
 
-# %% ../nbs/01_cob.ipynb #10638a25
+# %% ../nbs/01_cob.ipynb #5fdaf94b
 @torch.no_grad()
 def merge_rotation_into_consumer(layer: nn.Conv2d | nn.Linear, R: torch.Tensor, positions_per_channel: int = 1):
     "Undo a rotation of the channels `layer` reads, in place: `W <- W R^T` on its input side."

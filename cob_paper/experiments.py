@@ -8,7 +8,7 @@ __all__ = ['TRAINING_FIELDS', 'PRESETS', 'ARMS', 'PRUNING_ARMS', 'THRESHOLD_STRA
            'run_unpruned', 'trained_model', 'prepared_arm', 'prune_and_finetune', 'run_fixed_ratio', 'run_threshold',
            'run_importance', 'run', 'reproduce', 'notebook_setup']
 
-# %% ../nbs/07_experiments.ipynb #fb11c270
+# %% ../nbs/07_experiments.ipynb #1c104399
 import copy
 import dataclasses
 import hashlib
@@ -20,14 +20,14 @@ from pathlib import Path
 
 import torch
 
-from .data import CIFAR10, batches, calibration_indices, holdout_split, load_cifar10
+from .data import batches, calibration_indices, holdout_split, load_cifar10
 from .files import provenance, write_json
 from .models import VGG, count_macs, count_parameters, load_model, relu_vgg_config, save_model, tsra_vgg_config
 from .prune import (ParameterTarget, ProportionOfMax, ProportionOfMean, ProportionOfMedian, ZScore,
                              importance_after_rotation, prune, strategy_to_dict)
 from .train import TrainConfig, evaluate, finetune_recipe, relu_recipe, train, tsra_recipe
 
-# %% ../nbs/07_experiments.ipynb #fea865df
+# %% ../nbs/07_experiments.ipynb #c749e37f
 @dataclass
 class ReproductionConfig:
     "Everything one reproduction depends on; results are keyed by its hash."
@@ -63,7 +63,7 @@ class ReproductionConfig:
 
 TRAINING_FIELDS = ("cfg", "width_multiplier", "train_size", "test_size", "holdout", "tsra_train", "relu_train", "seed")
 
-# %% ../nbs/07_experiments.ipynb #22e83a41
+# %% ../nbs/07_experiments.ipynb #f20f9049
 def full_config(**overrides) -> ReproductionConfig:
     "The paper's models on all of CIFAR-10 (for a GPU); training lengths provisional until measured on one."
     return ReproductionConfig(preset="full", quick=False, **overrides)
@@ -91,7 +91,7 @@ def smoke_config(**overrides) -> ReproductionConfig:
 
 PRESETS = {"full": full_config, "quick": quick_config, "smoke": smoke_config}
 
-# %% ../nbs/07_experiments.ipynb #c7a061ad
+# %% ../nbs/07_experiments.ipynb #8a00a0ae
 @dataclass
 class Workspace:
     "Folders for results (committed) and runs (trained weights, checkpoints), the data root, and the device."
@@ -119,7 +119,7 @@ def read_result(workspace: Workspace, experiment: str, config: ReproductionConfi
     path = workspace.result_path(experiment, config)
     return json.loads(path.read_text()) if path.exists() else None
 
-# %% ../nbs/07_experiments.ipynb #29091737
+# %% ../nbs/07_experiments.ipynb #225aef22
 def experiment_data(workspace: Workspace, config: ReproductionConfig):
     "The config's training images (less the held-out split), held-out split, test set and calibration batches."
     data = load_cifar10(workspace.data_root).subset(config.train_size, config.test_size, seed=config.seed)
@@ -133,7 +133,7 @@ def experiment_data(workspace: Workspace, config: ReproductionConfig):
         "calibration": list(batches(data.train_images[calibration], batch_size=500, device=device)),
     }
 
-# %% ../nbs/07_experiments.ipynb #5be68153
+# %% ../nbs/07_experiments.ipynb #96b4e436
 ARMS = {"tsra": (tsra_vgg_config, "tsra_train"), "relu": (relu_vgg_config, "relu_train")}
 
 def run_unpruned(workspace: Workspace, config: ReproductionConfig) -> dict:
@@ -159,7 +159,7 @@ def trained_model(workspace: Workspace, config: ReproductionConfig, arm: str) ->
     if not (directory / "weights.pt").exists(): run_unpruned(workspace, config)
     return load_model(directory, map_location=workspace.device).to(workspace.device)
 
-# %% ../nbs/07_experiments.ipynb #43407502
+# %% ../nbs/07_experiments.ipynb #ee3a5d07
 PRUNING_ARMS = {"baseline": ("tsra", False), "cob": ("tsra", True), "relu": ("relu", False)}
 
 def prepared_arm(workspace: Workspace, config: ReproductionConfig, arm: str, calibration) -> tuple[VGG, dict]:
@@ -209,7 +209,7 @@ def run_threshold(workspace: Workspace, config: ReproductionConfig) -> dict:
     strategies = [THRESHOLD_STRATEGIES[name](tau) for name, taus in config.thresholds.items() for tau in taus]
     return _sweep(workspace, config, "threshold", ["baseline", "cob"], strategies)
 
-# %% ../nbs/07_experiments.ipynb #47c3ff7e
+# %% ../nbs/07_experiments.ipynb #81a2f5a6
 def run_importance(workspace: Workspace, config: ReproductionConfig) -> dict:
     "Per-unit importance vectors: TSRA native, TSRA after CoB, ReLU native."
     started, data = time.perf_counter(), experiment_data(workspace, config)
@@ -220,7 +220,7 @@ def run_importance(workspace: Workspace, config: ReproductionConfig) -> dict:
                           "importance": [float(f"{float(v):.7g}") for v in importance[u.name]]} for u in model.prunable_units()]
     return write_result(workspace, "importance", config, {"profiles": profiles}, time.perf_counter() - started)
 
-# %% ../nbs/07_experiments.ipynb #9dfbd1ed
+# %% ../nbs/07_experiments.ipynb #1b9ede5c
 EXPERIMENTS = {"unpruned": run_unpruned, "importance": run_importance, "fixed_ratio": run_fixed_ratio, "threshold": run_threshold}
 
 def run(workspace: Workspace, config: ReproductionConfig, experiment: str, force: bool = False) -> tuple[dict, bool]:
@@ -241,7 +241,7 @@ def reproduce(workspace: Workspace, config: ReproductionConfig, only: list[str] 
                         "seconds": round(time.perf_counter() - started, 1), "file": str(workspace.result_path(name, config))})
     return summary
 
-# %% ../nbs/07_experiments.ipynb #f83e2c41
+# %% ../nbs/07_experiments.ipynb #f2253331
 def notebook_setup(preset: str = "full", results_dir="../../results", runs_dir="../../runs", data_root=None,
                    seed: int = 0) -> tuple[Workspace, ReproductionConfig]:
     "Workspace and config for a narrative notebook's parameters (see above for the test and CPU fallbacks)."

@@ -8,11 +8,10 @@ __all__ = ['EXPERIMENT_NAMES', 'ARM_LABELS', 'load_results', 'run_label', 'save_
            'markdown_table', 'write_table', 'claims', 'claims_markdown', 'performance_markdown', 'replace_marked',
            'update_marked_file', 'write_figures']
 
-# %% ../nbs/08_figures.ipynb #8095f575
+# %% ../nbs/08_figures.ipynb #8bcc59d2
 import csv
 import io
 import json
-import math
 from pathlib import Path
 
 import matplotlib
@@ -22,7 +21,7 @@ import seaborn as sns
 
 from .files import atomic_write
 
-# %% ../nbs/08_figures.ipynb #8fd4f684
+# %% ../nbs/08_figures.ipynb #e173fc61
 EXPERIMENT_NAMES = ("unpruned", "importance", "fixed_ratio", "threshold")
 
 def load_results(results_dir, preset: str) -> dict:
@@ -42,7 +41,7 @@ def run_label(result: dict) -> str:
     kind = "QUICK CPU RUN (width-reduced model, data subset): not the paper's setting" if result["quick"] else "full run"
     return f"{kind} | {result['device']} | seed {result['seed']} | {result['_file']}"
 
-# %% ../nbs/08_figures.ipynb #0ffac3e7
+# %% ../nbs/08_figures.ipynb #b8e4aac1
 def _style():
     sns.set_theme(style="whitegrid", context="paper", palette="colorblind")
     plt.rcParams.update({"svg.hashsalt": "cob-paper", "figure.dpi": 100, "savefig.dpi": 150})
@@ -60,7 +59,7 @@ def save_figure(fig, path_stem: Path) -> list[Path]:
 def _note(fig, result: dict):
     fig.text(0.01, -0.02, run_label(result), fontsize=6.5, color="0.35", ha="left", va="top")
 
-# %% ../nbs/08_figures.ipynb #9bcd1731
+# %% ../nbs/08_figures.ipynb #af9b5157
 ARM_LABELS = {"baseline": "TSRA, native basis (baseline)", "cob": "TSRA, change of basis (CoB)", "relu": "ReLU control, native basis"}
 
 def figure_fixed_ratio(fixed: dict, when: str = "before"):
@@ -81,7 +80,7 @@ def figure_fixed_ratio(fixed: dict, when: str = "before"):
     _note(fig, fixed)
     return fig
 
-# %% ../nbs/08_figures.ipynb #ff539bd2
+# %% ../nbs/08_figures.ipynb #46fbcac9
 def energy_fraction_channels(importance: list[float], fraction: float = 0.9) -> float:
     "Smallest fraction of channels whose squared importances add up to `fraction` of the total."
     energy = sorted((v * v for v in importance), reverse=True)
@@ -118,7 +117,7 @@ def figure_importance_profiles(importance: dict, units=("conv1", "conv7", "conv1
     _note(fig, importance)
     return fig
 
-# %% ../nbs/08_figures.ipynb #c9d30890
+# %% ../nbs/08_figures.ipynb #9df5a6e1
 def _pct(x): return f"{100 * x:.2f}"
 
 def threshold_table(threshold: dict) -> list[dict]:
@@ -160,7 +159,7 @@ def write_table(rows: list[dict], path_stem: Path, caption: str) -> list[Path]:
     return [atomic_write(path_stem.with_suffix(".md"), lambda f: f.write(md.encode())),
             atomic_write(path_stem.with_suffix(".csv"), lambda f: f.write(buffer.getvalue().encode()))]
 
-# %% ../nbs/08_figures.ipynb #e0721d3e
+# %% ../nbs/08_figures.ipynb #800d4dec
 def _at(fixed, arm, t, key):
     row = next((r for r in fixed["rows"] if r["arm"] == arm and r["strategy"].get("t") == t and "error" not in r), None)
     return None if row is None else row[key]
@@ -228,7 +227,7 @@ def claims_markdown(quick: dict, full: dict) -> str:
         lines.append(f"| {name} | {paper} | {full_cell} | {quick_cell} |")
     return "\n".join(lines) + "\n"
 
-# %% ../nbs/08_figures.ipynb #30c94b65
+# %% ../nbs/08_figures.ipynb #60465ed3
 def performance_markdown(results_dir) -> str:
     "Tables of the benchmark results in `results_dir/bench` (training throughput, statistics pass)."
     bench = Path(results_dir) / "bench"
@@ -253,7 +252,7 @@ def performance_markdown(results_dir) -> str:
             lines += ["", "Ratios: " + "; ".join(f"{k} = {v:.2f}x" for k, v in r["ratios"].items()), ""]
     return "\n".join(lines)
 
-# %% ../nbs/08_figures.ipynb #e0c91f66
+# %% ../nbs/08_figures.ipynb #5de209fe
 def replace_marked(text: str, name: str, content: str) -> str:
     "Replace what stands between `<!-- name:start -->` and `<!-- name:end -->` in `text`."
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"

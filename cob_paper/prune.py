@@ -8,10 +8,10 @@ __all__ = ['STRATEGIES', 'prune_ratio_for_params', 'ChannelFraction', 'Parameter
            'UnitPlan', 'plan_pruning', 'remove_channels', 'LayerReport', 'PruneReport', 'prune',
            'importance_after_rotation', 'cob_prune']
 
-# %% ../nbs/04_prune.ipynb #c2beaf3e
+# %% ../nbs/04_prune.ipynb #deb4ec5a
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 import torch
@@ -20,7 +20,7 @@ import torch.nn as nn
 from .models import VGG, PrunableUnit, count_parameters, count_macs
 from .stats import collect_statistics, native_importance, rotation_and_importance, rotate_model
 
-# %% ../nbs/04_prune.ipynb #e37973db
+# %% ../nbs/04_prune.ipynb #02439f25
 def prune_ratio_for_params(t: float) -> float:
     "Per-layer channel fraction that removes about a fraction `t` of a network's parameters: `1 - sqrt(1 - t)`."
     if not 0 <= t < 1: raise ValueError(f"parameter target t = {t} must be in [0, 1).")
@@ -98,7 +98,7 @@ def strategy_from_dict(d: dict):
     if name not in STRATEGIES: raise ValueError(f"unknown pruning strategy {name!r}; choose one of {sorted(STRATEGIES)}.")
     return STRATEGIES[name](**d)
 
-# %% ../nbs/04_prune.ipynb #8202fa0a
+# %% ../nbs/04_prune.ipynb #30979f1c
 @dataclass
 class UnitPlan:
     "Channels of one unit to keep, one ascending index tensor per subspace (indices within the unit)."
@@ -137,7 +137,7 @@ def plan_pruning(units: list[PrunableUnit], importances: dict[str, torch.Tensor]
         plans.append(UnitPlan(unit.name, keep))
     return plans
 
-# %% ../nbs/04_prune.ipynb #a3f8f008
+# %% ../nbs/04_prune.ipynb #10aee81e
 def _select(param: nn.Parameter | torch.Tensor, index: torch.Tensor, dim: int):
     kept = param.detach().index_select(dim, index.to(param.device)).clone()
     return nn.Parameter(kept, requires_grad=param.requires_grad) if isinstance(param, nn.Parameter) else kept
@@ -162,7 +162,7 @@ def remove_channels(unit: PrunableUnit, keep: list[torch.Tensor]):
     if isinstance(consumer, nn.Conv2d): consumer.in_channels = len(index)
     else: consumer.in_features = len(consumer_index)
 
-# %% ../nbs/04_prune.ipynb #e84bbb6f
+# %% ../nbs/04_prune.ipynb #e36b4df7
 @dataclass
 class LayerReport:
     name: str
@@ -189,7 +189,7 @@ class PruneReport:
         return {**dataclasses.asdict(self), "fraction_parameters_removed": self.fraction_parameters_removed,
                 "fraction_macs_removed": self.fraction_macs_removed}
 
-# %% ../nbs/04_prune.ipynb #5c93da76
+# %% ../nbs/04_prune.ipynb #50d0fbab
 def prune(model: VGG, importances: dict[str, torch.Tensor], strategy, ignored: Iterable[str] = ()) -> PruneReport:
     "Remove the least important channels of every unit of `model` (in place) under `strategy`."
     units = model.prunable_units()

@@ -1,6 +1,5 @@
 """Smoke tests of the installed package (the notebooks hold the unit tests; `nbdev-test` runs them)."""
 import subprocess
-import sys
 
 import torch
 

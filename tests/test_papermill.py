@@ -1,5 +1,4 @@
 """The narrative notebooks run under papermill with their parameters (here: the smoke preset, temporary folders)."""
-import os
 from pathlib import Path
 
 import papermill
