@@ -49,6 +49,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                        'cob_paper.experiments.full_config': ('experiments.html#full_config', 'cob_paper/experiments.py'),
                                        'cob_paper.experiments.notebook_setup': ( 'experiments.html#notebook_setup',
                                                                                  'cob_paper/experiments.py'),
+                                       'cob_paper.experiments.paper_config': ('experiments.html#paper_config', 'cob_paper/experiments.py'),
                                        'cob_paper.experiments.prepared_arm': ('experiments.html#prepared_arm', 'cob_paper/experiments.py'),
                                        'cob_paper.experiments.prune_and_finetune': ( 'experiments.html#prune_and_finetune',
                                                                                      'cob_paper/experiments.py'),

@@ -1,0 +1,100 @@
+"""First call on a lent GPU: check the engine's CUDA paths and time its steps, to size the full run.
+
+Synthetic uint8 images (this measures time and mechanics, not accuracy). For the TSRA model and
+the ReLU control at full width and batch 1024 it times training steps; on the TSRA model it
+merges the change of basis and checks on the GPU that the function is unchanged (float32),
+then prunes copies to two parameter targets and times one fine-tuning row the way the sweeps run
+it (prune, evaluate, fine-tune, evaluate), at two lengths, so that a row's fixed cost and its
+cost per step can be told apart. `bench/gpu_reproduce.py` reads the JSON to choose the schedule.
+
+    python bench/gpu_probe.py --out probe.json                              # on the GPU (about 40 s)
+    python bench/gpu_probe.py --device cpu --width 0.0625 --batch-size 64 --out /tmp/probe.json   # CPU check
+"""
+import argparse, copy, time
+from pathlib import Path
+
+import torch
+
+from cob_paper.data import batches
+from cob_paper.files import provenance, write_json
+from cob_paper.models import VGG, count_parameters, relu_vgg_config, tsra_vgg_config
+from cob_paper.prune import ParameterTarget, importance_after_rotation, prune
+from cob_paper.train import evaluate, finetune_recipe, relu_recipe, train, tsra_recipe
+
+
+def synchronize(device):
+    if device.type == "cuda": torch.cuda.synchronize()
+
+
+def timed(device, fn):
+    synchronize(device); start = time.perf_counter()
+    value = fn()
+    synchronize(device)
+    return time.perf_counter() - start, value
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=30, help="timed training steps per model")
+    parser.add_argument("--out", default="probe.json")
+    args = parser.parse_args()
+    device, started = torch.device(args.device), time.perf_counter()
+    generator = torch.Generator().manual_seed(0)
+    n = args.batch_size * 8
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=generator).to(device)
+    labels = torch.randint(0, 10, (n,), generator=generator).to(device)
+    steps_per_epoch = len(labels) // args.batch_size
+    common = dict(batch_size=args.batch_size, log_every=10_000)
+    result = {"benchmark": "gpu_probe", "synthetic_data": True, "config": vars(args), "steps_per_epoch_here": steps_per_epoch}
+
+    models = {}
+    for arm, make_config, recipe in (("tsra", tsra_vgg_config, tsra_recipe), ("relu", relu_vgg_config, relu_recipe)):
+        torch.manual_seed(0)
+        model = VGG(make_config(width_multiplier=args.width)).to(device)
+        warm, _ = timed(device, lambda: train(model, images, labels, recipe(steps=5, **common), progress=False))
+        seconds, _ = timed(device, lambda: train(model, images, labels, recipe(steps=args.steps, **common), progress=False))
+        eval_seconds, _ = timed(device, lambda: evaluate(model, images, labels))
+        result[arm] = {"first_5_steps_s": warm, "step_s": seconds / args.steps, "images_per_s": args.steps * args.batch_size / seconds,
+                       "evaluate_s_per_image": eval_seconds / n, "parameters": count_parameters(model)}
+        if device.type == "cuda": result[arm]["max_memory_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        models[arm] = model
+        print(arm, {k: round(v, 5) if isinstance(v, float) else v for k, v in result[arm].items()}, flush=True)
+
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False   # the check compares in true float32
+    model = models["tsra"].float().eval()
+    calibration = list(batches(images[:2 * 1000], batch_size=1000, device=device))
+    probe_batch = calibration[0][:256].contiguous(memory_format=torch.channels_last) if device.type == "cuda" else calibration[0][:256]
+    with torch.no_grad(): before = model(probe_batch)
+    stats_seconds, importance = timed(device, lambda: importance_after_rotation(model, calibration, rotate=True))
+    with torch.no_grad(): after = model(probe_batch)
+    result["merge_check"] = {"max_abs_logit_change": (after - before).abs().max().item(),
+                             "max_abs_logit": before.abs().max().item(), "statistics_s_per_image": stats_seconds / 2000}
+    print("merge", result["merge_check"], flush=True)
+
+    rows = []
+    for target in (0.3, 0.8):
+        for steps in (steps_per_epoch // 4, steps_per_epoch):
+            def row():
+                pruned = copy.deepcopy(model)
+                prune(pruned, importance, ParameterTarget(target))
+                evaluate(pruned, images, labels)
+                train(pruned, images, labels, finetune_recipe(steps=steps, **common), progress=False)
+                return evaluate(pruned, images, labels)
+            seconds, _ = timed(device, row)
+            rows.append({"target": target, "finetune_steps": steps, "row_s": seconds})
+    for target in (0.3, 0.8):
+        short, long = [r for r in rows if r["target"] == target]
+        per_step = (long["row_s"] - short["row_s"]) / (long["finetune_steps"] - short["finetune_steps"])
+        rows.append({"target": target, "finetune_step_s": per_step, "row_fixed_s": short["row_s"] - per_step * short["finetune_steps"]})
+    result["finetune_rows"] = rows
+    print("rows", rows, flush=True)
+    result.update(provenance(device))
+    result["wall_time_s"] = time.perf_counter() - started
+    print(f"wrote {write_json(Path(args.out), result)} in {result['wall_time_s']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The full reproduction on a lent GPU in two device calls on one warm machine (issue: reproduce
+# the whole paper on one GPU). CIFAR-10 travels packed (bench/pack_cifar10.py pack, here, first):
+#   call 1, carry [".data/packed/a"]:  COB_PAPER_GIT_COMMIT=<commit> bash bench/gpu_stage.sh probe
+#   call 2, carry [".data/packed/b"]:  COB_PAPER_GIT_COMMIT=<commit> bash bench/gpu_stage.sh main <budget seconds>
+# Call 1 unpacks its half of the data while bench/gpu_probe.py times the engine; call 2 unpacks
+# the rest, then bench/gpu_reproduce.py chooses the schedule and runs every experiment.
+# What comes back under $OUT: logs, probe.json / schedule.json, results/*.json.
+set -u
+: "${COB_PAPER_GIT_COMMIT:?set COB_PAPER_GIT_COMMIT to the commit this tree was copied from}"
+export PYTHONPATH=. PYTHONUNBUFFERED=1 COB_PAPER_DATA=.data/cifar10 COB_PAPER_GIT_COMMIT
+OUT="${OUT:-/tmp/cob-paper-out}"; mkdir -p "$OUT"
+case "${1:-}" in
+  probe)
+    { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+      python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+      nproc; } > "$OUT/machine.txt" 2>&1
+    python bench/pack_cifar10.py unpack > "$OUT/unpack-a.log" 2>&1 &
+    python bench/gpu_probe.py --out .data/probe.json 2>&1 | tee "$OUT/probe.log"
+    wait
+    cp .data/probe.json "$OUT/probe.json"
+    cat "$OUT/machine.txt" "$OUT/unpack-a.log" ;;
+  main)
+    budget=${2:?give the budget in seconds}
+    python bench/pack_cifar10.py unpack 2>&1 | tee "$OUT/unpack-b.log"
+    (cd .data/cifar10 && sha256sum -c --quiet SHA256SUMS) || { echo "CIFAR-10 incomplete in .data/cifar10"; exit 1; }
+    python bench/gpu_reproduce.py --probe .data/probe.json --budget "$budget" --data .data/cifar10 --runs .data/runs \
+      --out "$OUT" 2> "$OUT/progress.log" | tee "$OUT/reproduce.log" ;;
+  *) echo "usage: bash bench/gpu_stage.sh probe | main <budget seconds>"; exit 2 ;;
+esac
