@@ -47,6 +47,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                        'cob_paper.experiments.experiment_data': ( 'experiments.html#experiment_data',
                                                                                   'cob_paper/experiments.py'),
                                        'cob_paper.experiments.full_config': ('experiments.html#full_config', 'cob_paper/experiments.py'),
+                                       'cob_paper.experiments.laptop_config': ( 'experiments.html#laptop_config',
+                                                                                'cob_paper/experiments.py'),
                                        'cob_paper.experiments.notebook_setup': ( 'experiments.html#notebook_setup',
                                                                                  'cob_paper/experiments.py'),
                                        'cob_paper.experiments.paper_config': ('experiments.html#paper_config', 'cob_paper/experiments.py'),

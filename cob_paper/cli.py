@@ -23,8 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     rep = commands.add_parser("reproduce", help="run the experiments, then draw the figures and tables")
     size = rep.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="width-reduced model on a data subset (default without CUDA)")
+    size.add_argument("--laptop", action="store_true", help="width-reduced model on all of CIFAR-10: the paper's effect on a CPU")
     size.add_argument("--full", action="store_true", help="the paper's models on all of CIFAR-10 (default with CUDA)")
-    size.add_argument("--preset", choices=sorted(PRESETS), help=argparse.SUPPRESS)
+    size.add_argument("--preset", choices=list(PRESETS), help="any preset by name")
     rep.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), metavar="NAME", help=f"some of: {', '.join(EXPERIMENTS)}")
     rep.add_argument("--force", action="store_true", help="recompute results that exist")
     rep.add_argument("--seed", type=int, default=0)
@@ -44,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "reproduce":
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        preset = args.preset or ("full" if args.full else "quick" if args.quick or not device.startswith("cuda") else "full")
-        if preset == "quick" and not args.quick and not args.preset:
+        named = args.preset or ("full" if args.full else "laptop" if args.laptop else "quick" if args.quick else None)
+        preset = named or ("full" if device.startswith("cuda") else "quick")
+        if named is None and preset == "quick":
             print("No CUDA device: running the QUICK config (width-reduced VGG-16, data subset). "
                   "Its numbers are not the paper's; pass --full to run the full config anyway.", flush=True)
         config = PRESETS[preset](seed=args.seed)
