@@ -1,0 +1,53 @@
+"""Tests of the GPU-session tools in bench/: the lossless CIFAR-10 packing and the schedule rule."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+pack = _load("pack_cifar10")
+gpu_reproduce = _load("gpu_reproduce")
+
+
+def test_packing_round_trips_random_and_real_images():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (7, 32, 32, 3), dtype=np.uint8), np.zeros((2, 32, 32, 3), np.uint8),
+              np.full((2, 32, 32, 3), 255, np.uint8)]
+    from cob_paper.data import find_shared_cifar10
+    shared = find_shared_cifar10()
+    if shared is not None:
+        with np.load(Path(shared) / "test.npz") as z: images.append(z["x"][:64])
+    for x in images:
+        np.testing.assert_array_equal(pack.decode(pack.encode(x), len(x)), x)
+
+
+def test_unpack_refuses_a_corrupted_part(tmp_path):
+    x = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    part = tmp_path / "packed" / "a"; part.mkdir(parents=True)
+    (part / "test.x.xz").write_bytes(pack.encode(x))
+    np.save(part / "test.y.npy", np.arange(3))
+    (part / "manifest.json").write_text('{"test": {"count": 3, "x_sha256": "0", "y_sha256": "0"}}')
+    with pytest.raises(SystemExit, match="does not match"):
+        pack.unpack(tmp_path / "packed", tmp_path / "out")
+    assert not (tmp_path / "out" / "test.npz").exists()
+
+
+def test_schedule_fits_the_budget_and_prefers_fine_tuning_when_it_can():
+    probe = {"tsra": {"step_s": 0.045}, "relu": {"step_s": 0.012}, "merge_check": {"statistics_s_per_image": 1e-4},
+             "finetune_rows": [{"finetune_step_s": 0.01, "row_fixed_s": 0.5}]}
+    roomy, tight = gpu_reproduce.choose_schedule(probe, 600), gpu_reproduce.choose_schedule(probe, 150)
+    assert roomy["estimated_s"] <= 600 and roomy["epochs"] % 5 == 0
+    assert (tight["epochs"], tight["finetune_epochs"]) < (roomy["epochs"], roomy["finetune_epochs"])
+    assert tight["finetune_epochs"] == 1
