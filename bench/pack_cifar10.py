@@ -10,16 +10,19 @@ residuals taken relative to green, before LZMA, makes it about 98 MiB: two calls
 
 `pack` writes two folders, `a/` and `b/`, each under 56 MiB, and records the SHA256 of every
 array it packs; `unpack` reconstructs the arrays, refuses any whose SHA256 differs, and writes
-them as uncompressed `.npz` files with their own SHA256SUMS, which `load_cifar10` verifies.
+them with `cob_paper.data.write_cache_file` (stored, not compressed: LZMA would take minutes)
+and `write_checksums`, so that `load_cifar10` verifies them as any cache.
 `unpack` takes whatever parts are present, so each call can unpack the part it carried.
 """
-import argparse, hashlib, io, json, lzma, sys, zipfile
+import argparse, hashlib, json, lzma, sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-FILES = ("test", "train_0", "train_1", "train_2", "train_3", "train_4")
+from cob_paper.data import CACHE_FILES, write_cache_file, write_checksums
+
+FILES = tuple(Path(name).stem for name in CACHE_FILES)
 PARTS = {"a": FILES[:3], "b": FILES[3:]}
 FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 
@@ -90,19 +93,6 @@ def pack(src: Path, dest: Path):
         print(f"{dest / part}: {size / 2**20:.1f} MiB")
 
 
-def _write_plain_npz(path: Path, x: np.ndarray, y: np.ndarray):
-    tmp = path.with_suffix(".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-        for name, array in (("x", x), ("y", y)):
-            buffer = io.BytesIO(); np.lib.format.write_array(buffer, array)
-            z.writestr(f"{name}.npy", buffer.getvalue())
-    tmp.replace(path)
-
-
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def unpack(src: Path, dest: Path):
     dest.mkdir(parents=True, exist_ok=True)
     for part in PARTS:
@@ -114,13 +104,10 @@ def unpack(src: Path, dest: Path):
             y = np.load(src / part / f"{name}.y.npy")
             if _digest(x) != meta["x_sha256"] or _digest(y) != meta["y_sha256"]:
                 sys.exit(f"unpack: {name} does not match the SHA256 recorded when it was packed; pack it again.")
-            _write_plain_npz(dest / f"{name}.npz", x, y)
+            write_cache_file(dest / f"{name}.npz", x, y, compress=False)
             print(f"unpacked {name}: {meta['count']} images, SHA256 of the arrays verified", flush=True)
     present = [n for n in FILES if (dest / f"{n}.npz").exists()]
-    if len(present) == len(FILES):
-        tmp = dest / "SHA256SUMS.tmp"
-        tmp.write_text("".join(f"{_sha256_file(dest / f'{n}.npz')}  {n}.npz\n" for n in FILES))
-        tmp.replace(dest / "SHA256SUMS")
+    if len(present) == len(FILES): write_checksums(dest)
     print(f"{dest}: {len(present)} of {len(FILES)} files present")
 
 

@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'TRAIN_FILES', 'CACHE_FILES', 'DEFAULT_ROOT', 'data_root', 'CIFAR10',
-           'verify_checksums', 'write_cache', 'load_cifar10', 'find_shared_cifar10', 'random_crop_flip', 'normalize',
-           'augment', 'holdout_split', 'calibration_indices', 'batches']
+           'verify_checksums', 'write_cache_file', 'write_cache', 'write_checksums', 'load_cifar10',
+           'find_shared_cifar10', 'random_crop_flip', 'normalize', 'augment', 'holdout_split', 'calibration_indices',
+           'batches']
 
 # %% ../nbs/05_data.ipynb #29bf28fb
 import hashlib
@@ -76,10 +77,10 @@ def _read(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = arrays["x"], arrays["y"]
     return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y.astype(np.int64))
 
-def _write_npz(path: Path, x: np.ndarray, y: np.ndarray):
-    "An .npz with LZMA-compressed members, like the shared copy (np.load reads it with the standard library)."
+def write_cache_file(path: Path, x: np.ndarray, y: np.ndarray, compress: bool = True):
+    "One cache `.npz`, atomically: LZMA-compressed members like the shared copy (np.load reads them with the standard library), or stored."
     def write(f):
-        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_LZMA) as z:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_LZMA if compress else zipfile.ZIP_STORED) as z:
             for name, array in (("x", x), ("y", y)):
                 buffer = io.BytesIO(); np.lib.format.write_array(buffer, np.ascontiguousarray(array))
                 z.writestr(f"{name}.npy", buffer.getvalue())
@@ -91,8 +92,13 @@ def write_cache(root, train_x: np.ndarray, train_y, test_x: np.ndarray, test_y) 
     if train_x.ndim != 4 or train_x.shape[-1] != 3 or train_x.dtype != np.uint8:
         raise ValueError(f"expected uint8 HWC images (N, H, W, 3), got {train_x.dtype} {train_x.shape}.")
     parts = np.array_split(np.arange(len(train_x)), len(TRAIN_FILES))
-    for name, idx in zip(TRAIN_FILES, parts): _write_npz(root / name, train_x[idx], np.asarray(train_y, np.int64)[idx])
-    _write_npz(root / "test.npz", test_x, np.asarray(test_y, np.int64))
+    for name, idx in zip(TRAIN_FILES, parts): write_cache_file(root / name, train_x[idx], np.asarray(train_y, np.int64)[idx])
+    write_cache_file(root / "test.npz", test_x, np.asarray(test_y, np.int64))
+    return write_checksums(root)
+
+def write_checksums(root) -> Path:
+    "Write `root/SHA256SUMS` for the cache files, which must all be there."
+    root = Path(root)
     sums = "".join(f"{_sha256(root / name)}  {name}\n" for name in CACHE_FILES)
     atomic_write(root / "SHA256SUMS", lambda f: f.write(sums.encode()))
     return root

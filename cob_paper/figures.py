@@ -269,8 +269,7 @@ def claims_markdown(runs: dict) -> str:
     by_run = {preset: {c["claim"]: c for c in claims(results)} for preset, results in runs.items()}
     names = list(dict.fromkeys(name for preset in RUN_COLUMNS for name in by_run.get(preset, {})))
     if not names: return "No results yet: run `cob-paper reproduce`.\n"
-    shown = [p for p in RUN_COLUMNS if p in by_run and by_run[p]] or ["full"]
-    if "full" not in shown: shown = ["full", *shown]
+    shown = ["full"] + [p for p in RUN_COLUMNS if p != "full" and by_run.get(p)]
     header = ["claim", "paper"] + [h for p in shown for h in ([RUN_COLUMNS[p], "agrees"] if p == "full" else [RUN_COLUMNS[p]])]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in names:
@@ -297,10 +296,9 @@ def claims_list_markdown(results: dict) -> str:
 
 # %% ../nbs/08_figures.ipynb #f29b127a
 def performance_markdown(results_dir) -> str:
-    "Tables of the benchmark results in `results_dir/bench` (training throughput, statistics pass)."
+    "Tables of the benchmarks in `results_dir/bench`, the lent-GPU sessions in `results_dir/gpu`, and each run's seconds per stage."
     bench = Path(results_dir) / "bench"
     files = sorted(bench.glob("*.json")) if bench.exists() else []
-    if not files and not gpu_run_markdown(results_dir): return "No benchmark has been run yet.\n"
     lines = []
     for path in files:
         r = json.loads(path.read_text())
@@ -318,7 +316,8 @@ def performance_markdown(results_dir) -> str:
                       "| method | seconds | peak extra memory (MiB) |", "|---|---|---|"]
             lines += [f"| {k} | {v['seconds']:.1f} | {v['peak_extra_bytes'] / 2**20:.0f} |" for k, v in r["rows"].items()]
             lines += ["", "Ratios: " + "; ".join(f"{k} = {v:.2f}x" for k, v in r["ratios"].items()), ""]
-    return "\n".join(lines + gpu_run_markdown(results_dir))
+    lines += gpu_run_markdown(results_dir) + run_times_markdown(results_dir)
+    return "\n".join(lines) if lines else "No benchmark or run has been timed yet.\n"
 
 def gpu_run_markdown(results_dir) -> list[str]:
     "Lines on each lent-GPU session in `results_dir/gpu/<session>/`: the probe's step times, the schedule, each stage's seconds."
@@ -335,19 +334,19 @@ def gpu_run_markdown(results_dir) -> list[str]:
                   f"(config `{sched['config_hash']}`).", ""]
     return lines
 
-def run_times_markdown(results_dir) -> str:
-    "Seconds per stage of the newest run of each displayed preset, from the wall times its results files record."
+def run_times_markdown(results_dir) -> list[str]:
+    "Lines: seconds per stage of the newest run of each displayed preset, from the wall times its results files record."
     lines = []
     for preset in DISPLAYED_PRESETS:
         found = load_results(results_dir, preset)
         if not found: continue
-        u = found.get("unpruned")
+        u = found["unpruned"]
         lines += [f"Wall time of the {preset} run ({u['device']}, commit {u['git_commit'][:12]}, config `{u['config_hash']}`):", "",
                   "| stage | seconds |", "|---|---|"]
         lines += [f"| train {m} | {v['train_wall_time_s']:.1f} |" for m, v in u["models"].items()]
         lines += [f"| {name} (whole experiment) | {r['wall_time_s']:.1f} |" for name, r in found.items()]
         lines += [f"| all experiments | {sum(r['wall_time_s'] for r in found.values()):.1f} |", ""]
-    return "\n".join(lines)
+    return lines
 
 # %% ../nbs/08_figures.ipynb #a1b0ae37
 def replace_marked(text: str, name: str, content: str) -> str:
@@ -375,7 +374,7 @@ def write_figures(results_dir, figures_dir, marked_files=()) -> list[Path]:
     figures_dir = Path(figures_dir)
     runs = {preset: found for preset in DISPLAYED_PRESETS if (found := load_results(results_dir, preset))}
     written = [path for preset, shown in runs.items() for path in write_run_figures(shown, figures_dir / preset)]
-    table, performance = claims_markdown(runs), performance_markdown(results_dir) + "\n" + run_times_markdown(results_dir)
+    table, performance = claims_markdown(runs), performance_markdown(results_dir)
     written.append(atomic_write(figures_dir / "claims.md", lambda f: f.write(table.encode())))
     written.append(atomic_write(figures_dir / "performance.md", lambda f: f.write(performance.encode())))
     for path in marked_files:
