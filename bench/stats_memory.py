@@ -10,27 +10,17 @@ already took before the pass.
     python bench/stats_memory.py --images 10000 --device cuda
 Writes results/bench/stats_memory-<device>.json with provenance, and prints the ratios.
 """
-import argparse, json, subprocess, sys, time
+import argparse, json, sys, time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import peak_bytes, reset_peak, run_child, synchronize, write_bench
+
 from cob_paper.data import batches, calibration_indices, find_shared_cifar10, holdout_split, load_cifar10
-from cob_paper.files import provenance, write_json
 from cob_paper.models import VGG, tsra_vgg_config
 from cob_paper.stats import collect_statistics, collect_statistics_by_capture
-
-
-def peak_bytes(device):
-    "CUDA: max allocated since the reset; CPU: the process's peak RSS since the reset (VmHWM)."
-    if device.type == "cuda": return torch.cuda.max_memory_allocated()
-    status = Path("/proc/self/status").read_text()
-    return int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1]) * 1024
-
-
-def reset_peak(device):
-    if device.type == "cuda": torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-    else: Path("/proc/self/clear_refs").write_text("5")   # Linux: restart the peak-RSS count from the current RSS
 
 
 def child(args):
@@ -48,7 +38,7 @@ def child(args):
     method = collect_statistics if args.method == "streaming" else collect_statistics_by_capture
     start = time.perf_counter()
     stats = method(model, pass_batches)
-    if device.type == "cuda": torch.cuda.synchronize()
+    synchronize(device)
     seconds = time.perf_counter() - start
     checksum = sum(float(g.trace()) for s in stats for g in s.grams)
     print(json.dumps({"seconds": seconds, "peak_extra_bytes": peak_bytes(device) - baseline, "gram_trace_sum": checksum}))
@@ -67,22 +57,16 @@ def main():
     if args.child: return child(args)
     rows, started = {}, time.perf_counter()
     for method in ("streaming", "capture"):
-        cmd = [sys.executable, __file__, "--child", "--method", method] + \
-              [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k in ("images", "batch_size", "width", "device")]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode != 0: sys.exit(f"{method} failed:\n{out.stderr[-3000:]}")
-        rows[method] = json.loads(out.stdout.strip().splitlines()[-1])
+        rows[method] = run_child(__file__, ["--child", "--method", method] +
+                                 [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k in ("images", "batch_size", "width", "device")])
         print(f"{method:9s} {rows[method]['seconds']:8.2f} s   peak extra memory {rows[method]['peak_extra_bytes'] / 2**20:9.1f} MiB")
     ratios = {"memory capture / streaming": rows["capture"]["peak_extra_bytes"] / max(rows["streaming"]["peak_extra_bytes"], 1),
               "time capture / streaming": rows["capture"]["seconds"] / rows["streaming"]["seconds"]}
     same = abs(rows["capture"]["gram_trace_sum"] - rows["streaming"]["gram_trace_sum"]) <= 1e-8 * abs(rows["capture"]["gram_trace_sum"])
     for k, v in ratios.items(): print(f"{k}: {v:.2f}x")
     print(f"same Gram matrices (trace sum to 1e-8): {same}")
-    device = torch.device(args.device)
-    result = {"benchmark": "stats_memory", "config": {"images": args.images, "batch_size": args.batch_size,
-              "width_multiplier": args.width, "model": "tsra-vgg16", "seed": 0}, "rows": rows, "ratios": ratios,
-              "same_result": same, "wall_time_s": time.perf_counter() - started, **provenance(device)}
-    print(f"wrote {write_json(Path(args.out) / f'stats_memory-{device.type}.json', result)}")
+    write_bench(args.out, "stats_memory", torch.device(args.device), {"config": {"images": args.images, "batch_size": args.batch_size,
+                "width_multiplier": args.width, "model": "tsra-vgg16", "seed": 0}, "rows": rows, "ratios": ratios, "same_result": same}, started)
 
 
 if __name__ == "__main__":

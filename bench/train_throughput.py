@@ -1,30 +1,42 @@
-"""Training throughput: the authors' style of training step against this project's engine.
+"""The engine ladder: from the authors' style of training step to this project's fastest, in one process, on the same data.
 
-(a) authors' style: float32, eager, channels-first, a DataLoader over PIL images with per-image
-    torchvision transforms and 0 workers, TSRA computed by moving the channel axis last, slicing
-    and concatenating, the loss read back every 10 steps;
-(b) this engine: `cob_paper.train.train` (data on the device, batched augmentation, bf16 autocast,
-    channels-last and fused optimizers on CUDA, optional torch.compile).
+For the TSRA model and the ReLU control, each rung trains a fresh model (same seed, same batches) for `--steps` timed
+steps after `--warmup` untimed ones, then evaluates it:
 
-Each configuration runs in its own subprocess so that peak memory (CUDA: max allocated; CPU: peak
-RSS of the process) is its own. On a CPU the model is width-reduced; on a GPU it is the full VGG-16.
+* `authors` — float32, eager, channels-first, a DataLoader over PIL images with per-image torchvision transforms and 0
+  workers, TSRA computed by moving the channel axis last, slicing and concatenating, the loss read back every 10 steps;
+* `eager` — `cob_paper.train.train`: data on the device, batched augmentation, bf16 autocast, channels-last and fused
+  optimizers on CUDA, no host sync per step;
+* `compiled` — the same with `Execution(compile=True)` (`torch.compile` of the model);
+* `fused`, `compiled+fused` — the TSRA model built with `fused=True` (one RMSNorm + TSRA module per conv unit; its
+  Triton kernel on CUDA when eager), without and with compilation.
 
-    python bench/train_throughput.py                 # CPU: width 1/8, batch 128
-    python bench/train_throughput.py --full          # GPU: full VGG-16, batch 1024, also with compile
-Writes results/bench/train_throughput-<cpu|cuda>.json with provenance, and prints a table.
+Per rung: training and evaluation images/s (steady state), the first step's seconds (compilation included), peak
+memory, and the largest logit difference from the eager model on the same weights and batch, in float32 (a rung is
+only worth using if it computes the same function). Then the statistics pass (chapter 3) in seconds per 10,000
+images, on the TSRA model. Ratios: each rung over `authors`, and TSRA over the ReLU control per rung.
+
+    python bench/train_throughput.py                        # CPU: width 1/8, batch 128 (minutes: CPU compilation is slow)
+    python bench/train_throughput.py --full --out $OUT      # GPU: full VGG-16, batch 1024
+Writes results/bench/train_throughput-<cpu|cuda>.json and prints a table.
 """
-import argparse, dataclasses, json, resource, subprocess, sys, time
+import argparse, copy, dataclasses, sys, time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cob_paper.data import CIFAR10_MEAN, CIFAR10_STD, find_shared_cifar10, load_cifar10
-from cob_paper.files import provenance, write_json
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import peak_bytes, reset_peak, synchronize, timed, write_bench
+from cob_paper.data import CIFAR10_MEAN, CIFAR10_STD, batches, find_shared_cifar10, load_cifar10
 from cob_paper.models import VGG, relu_vgg_config, tsra_vgg_config
-from cob_paper.train import relu_recipe, train, tsra_recipe
+from cob_paper.stats import collect_statistics
+from cob_paper.train import Execution, evaluate, relu_recipe, train, tsra_recipe
 from cob_paper.tsra import TSRA, logistic_gains
+
+RUNGS = ("authors", "eager", "compiled", "fused", "compiled+fused")
+MODELS = {"tsra": (tsra_vgg_config, tsra_recipe), "relu": (relu_vgg_config, relu_recipe)}
 
 
 class SlicingTSRA(nn.Module):
@@ -40,119 +52,140 @@ class SlicingTSRA(nn.Module):
         return torch.cat([g_U * x_U, g_V * x_V], dim=-1).movedim(-1, self.channel_dim)
 
 
-def authors_style_model(config):
-    model = VGG(config)
+def authors_style(model: VGG) -> VGG:
+    "The same network and weights, its TSRAs computed the authors' way."
+    model = copy.deepcopy(model)
     for block in list(model.features) + list(model.classifier[:-1]):
-        if isinstance(getattr(block, "act", None), TSRA):
-            block.act = SlicingTSRA(block.act.subspace_sizes[0], block.act.channel_dim)
+        if type(getattr(block, "act", None)) is TSRA: block.act = SlicingTSRA(block.act.subspace_sizes[0], block.act.channel_dim)
     return model
 
 
-def run_authors_style(model, data, batch_size, steps, warmup, device, recipe):
+def authors_loader(images, labels, batch_size, train: bool):
     from PIL import Image
     from torchvision import transforms
-    transform = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
-                                    transforms.ToTensor(), transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
-    images = data.train_images.permute(0, 2, 3, 1).numpy()
-    labels = data.train_labels.tolist()
+    steps = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if train else []
+    transform = transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+    array, targets = images.permute(0, 2, 3, 1).numpy(), labels.tolist()
 
     class Dataset(torch.utils.data.Dataset):
-        def __len__(self): return len(labels)
-        def __getitem__(self, i): return transform(Image.fromarray(images[i])), labels[i]
+        def __len__(self): return len(targets)
+        def __getitem__(self, i): return transform(Image.fromarray(array[i])), targets[i]
+    return torch.utils.data.DataLoader(Dataset(), batch_size=batch_size, shuffle=train, num_workers=0, drop_last=train)
 
-    loader = torch.utils.data.DataLoader(Dataset(), batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True)
+
+def authors_train(model, data, batch_size, steps, warmup, recipe, device) -> dict:
     if recipe.optimizer == "adamw": optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     else: optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay)
     model.train()
-    step, start = 0, None
+    step, start, first = 0, time.perf_counter(), None
     while step < warmup + steps:
-        for x, y in loader:
-            if step == warmup:
-                if device.type == "cuda": torch.cuda.synchronize()
-                start = time.perf_counter()
-            x, y = x.to(device), y.to(device)
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
+        for x, y in authors_loader(data.train_images, data.train_labels, batch_size, train=True):
+            if step == warmup: synchronize(device); start = time.perf_counter()
+            loss = F.cross_entropy(model(x.to(device)), y.to(device))
+            optimizer.zero_grad(); loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             step += 1
+            if step == 1: synchronize(device); first = time.perf_counter() - start
             if step % 10 == 0: loss.item()
             if step == warmup + steps: break
-    if device.type == "cuda": torch.cuda.synchronize()
-    return steps * batch_size / (time.perf_counter() - start)
+    synchronize(device)
+    return {"train_images_per_s": steps * batch_size / (time.perf_counter() - start), "first_step_s": first}
 
 
-def run_engine(model, data, batch_size, steps, warmup, recipe, compile):
-    config = dataclasses.replace(recipe, steps=warmup + steps, epochs=None, batch_size=batch_size,
-                                 log_every=warmup, compile=compile, warmup_steps=0)
-    history = train(model, data.train_images, data.train_labels, config, progress=False)
-    timed = history.records[1:]   # the first record holds the warm-up (and compilation)
-    return sum(r["images_per_s"] for r in timed) / len(timed)
+@torch.no_grad()
+def authors_evaluate(model, images, labels, device) -> float:
+    model.eval()
+    correct = sum(int((model(x.to(device)).argmax(1) == y.to(device)).sum()) for x, y in authors_loader(images, labels, 1000, False))
+    return correct / len(labels)
 
 
-def child(args):
-    device = torch.device(args.device)
+def rung_model(name: str, rung: str, width: float, device) -> VGG:
+    make_config, _ = MODELS[name]
     torch.manual_seed(0)
-    data = load_cifar10(find_shared_cifar10(), download=False)
-    data = data.subset(train_size=max(args.batch_size * (args.steps + args.warmup + 1), 2048))
-    maker = tsra_vgg_config if args.model == "tsra" else relu_vgg_config
-    recipe = tsra_recipe() if args.model == "tsra" else relu_recipe()
-    config = maker(width_multiplier=args.width)
-    if device.type == "cuda": torch.cuda.reset_peak_memory_stats()
-    if args.config == "authors":
-        model = authors_style_model(config).to(device)
-        ips = run_authors_style(model, data, args.batch_size, args.steps, args.warmup, device, recipe)
+    model = VGG(make_config(width_multiplier=width, **({"fused": True} if "fused" in rung else {})))
+    return (authors_style(model) if rung == "authors" else model).to(device)
+
+
+def measure(name: str, rung: str, data, test, args, device) -> dict:
+    _, make_recipe = MODELS[name]
+    model, reference = rung_model(name, rung, args.width, device), rung_model(name, "eager", args.width, device)
+    probe = next(batches(test[0][:256], batch_size=256, device=device)).float()
+    with torch.no_grad():          # the same weights, float32, eval mode: does the rung compute the eager function?
+        compiled = "compiled" in rung
+        check = torch.compile(copy.deepcopy(model)) if compiled else model
+        difference = (check.eval()(probe) - reference.eval()(probe)).abs().max().item()
+    reset_peak(device)
+    if rung == "authors":
+        row = authors_train(model, data, args.batch_size, args.steps, args.warmup, make_recipe(), device)
+        eval_seconds, _ = timed(device, lambda: authors_evaluate(model, *test, device))
     else:
-        model = VGG(config).to(device)
-        ips = run_engine(model, data.to(device), args.batch_size, args.steps, args.warmup, recipe, args.config == "engine+compile")
-    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"images_per_s": ips, "peak_memory_bytes": peak, "peak_memory_kind":
-                      "CUDA max allocated" if device.type == "cuda" else "process peak RSS (includes the data set)"}))
+        recipe = make_recipe(steps=args.warmup + args.steps, batch_size=args.batch_size, warmup_steps=0)
+        history = train(model, data.train_images, data.train_labels, recipe,
+                        execution=Execution(log_every=args.warmup, progress=False, compile=compiled))
+        timed_records = [r for r in history.records[1:] if r["images_per_s"]]
+        row = {"train_images_per_s": sum(r["images_per_s"] for r in timed_records) / len(timed_records),
+               "first_step_s": history.first_step_s}
+        evaluated = torch.compile(model) if compiled else model
+        evaluate(evaluated, *test)                                   # warm-up (and compilation for evaluation)
+        eval_seconds, _ = timed(device, lambda: evaluate(evaluated, *test))
+    return {"model": name, "rung": rung, **row, "eval_images_per_s": len(test[1]) / eval_seconds,
+            "peak_memory_bytes": peak_bytes(device), "max_abs_logit_difference": difference}
+
+
+def statistics_pass(data, args, device) -> dict:
+    model = rung_model("tsra", "eager", args.width, device)
+    calibration = list(batches(data.train_images[:args.statistics_images], batch_size=500, device=device))
+    collect_statistics(model, calibration[:1])                               # warm-up
+    seconds, _ = timed(device, lambda: collect_statistics(model, calibration))
+    return {"images": args.statistics_images, "seconds": seconds, "seconds_per_10k_images": seconds * 10_000 / args.statistics_images}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="full-width VGG-16, batch 1024 (for a GPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None, help="timed training steps per rung")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (compilation happens here)")
     parser.add_argument("--models", default="tsra,relu")
+    parser.add_argument("--rungs", default=",".join(RUNGS))
+    parser.add_argument("--statistics-images", type=int, default=None)
     parser.add_argument("--out", default="results/bench")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--config"); parser.add_argument("--model")
-    parser.add_argument("--width", type=float); parser.add_argument("--batch-size", type=int)
     args = parser.parse_args()
-    if args.child: return child(args)
-
-    width, batch = (1.0, 1024) if args.full else (1 / 8, 128)
-    steps = args.steps or (30 if args.full else 10)
-    warmup = args.warmup or (10 if args.full else 3)
-    configs = ["authors", "engine"] + (["engine+compile"] if args.device.startswith("cuda") else [])
-    rows, started = [], time.perf_counter()
-    for model in args.models.split(","):
-        for config in configs:
-            cmd = [sys.executable, __file__, "--child", "--device", args.device, "--config", config, "--model", model,
-                   "--width", str(width), "--batch-size", str(batch), "--steps", str(steps), "--warmup", str(warmup)]
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            if out.returncode != 0:
-                print(out.stderr[-3000:], file=sys.stderr); rows.append({"model": model, "config": config, "error": out.stderr[-500:]}); continue
-            rows.append({"model": model, "config": config, **json.loads(out.stdout.strip().splitlines()[-1])})
-            print(f"{model:5s} {config:15s} {rows[-1]['images_per_s']:10.1f} img/s   peak {rows[-1]['peak_memory_bytes'] / 2**20:9.1f} MiB", flush=True)
-    ratios = {}
-    for model in args.models.split(","):
-        by = {r["config"]: r for r in rows if r["model"] == model and "error" not in r}
-        for config in configs[1:]:
-            if config in by and "authors" in by:
-                ratios[f"{model}: {config} / authors"] = by[config]["images_per_s"] / by["authors"]["images_per_s"]
+    started, device = time.perf_counter(), torch.device(args.device)
+    args.width, args.batch_size = (1.0, 1024) if args.full else (1 / 8, 128)
+    args.steps = args.steps or (30 if args.full else 20)
+    args.warmup = args.warmup or (10 if args.full else 5)
+    args.statistics_images = args.statistics_images or (10_000 if args.full else 2_000)
+    cifar = load_cifar10(find_shared_cifar10(), download=False)
+    data = cifar.subset(train_size=args.batch_size * (args.steps + args.warmup + 1)).to(device)
+    test = (cifar.test_images[:2000].to(device), cifar.test_labels[:2000].to(device))
+    rows = []
+    for name in args.models.split(","):
+        for rung in args.rungs.split(","):
+            if "fused" in rung and name != "tsra": continue
+            try: rows.append(measure(name, rung, data, test, args, device))
+            except Exception as e:                   # a rung that fails here (no compiler, no kernel) is recorded, not fatal
+                rows.append({"model": name, "rung": rung, "error": f"{type(e).__name__}: {e}"[:500]})
+            r = rows[-1]
+            print(f"{name:5s} {rung:15s} " + (r["error"][:100] if "error" in r else
+                  f"train {r['train_images_per_s']:9.0f} img/s  eval {r['eval_images_per_s']:9.0f} img/s  first step "
+                  f"{r['first_step_s']:6.2f} s  peak {r['peak_memory_bytes'] / 2**20:8.0f} MiB  |dlogit| {r['max_abs_logit_difference']:.1e}"), flush=True)
+    ok = {(r["model"], r["rung"]): r for r in rows if "error" not in r}
+    ratios = {f"{m}: {rung} / authors (training)": ok[(m, rung)]["train_images_per_s"] / ok[(m, "authors")]["train_images_per_s"]
+              for (m, rung) in ok if rung != "authors" and (m, "authors") in ok}
+    ratios.update({f"tsra / relu, {rung} (training)": ok[("tsra", rung)]["train_images_per_s"] / ok[("relu", rung)]["train_images_per_s"]
+                   for rung in RUNGS if ("tsra", rung) in ok and ("relu", rung) in ok})
+    fastest = max((r for (m, _), r in ok.items() if m == "tsra"), key=lambda r: r["train_images_per_s"], default=None)
+    if fastest and ("relu", "eager") in ok:
+        ratios["tsra fastest rung / relu eager (training)"] = fastest["train_images_per_s"] / ok[("relu", "eager")]["train_images_per_s"]
+    statistics = statistics_pass(data, args, device)
     for k, v in ratios.items(): print(f"{k}: {v:.2f}x")
-    device = torch.device(args.device)
-    result = {"benchmark": "train_throughput", "quick": not args.full,
-              "config": {"width_multiplier": width, "batch_size": batch, "timed_steps": steps, "warmup_steps": warmup,
-                         "models": args.models.split(","), "configurations": configs, "seed": 0},
-              "rows": rows, "ratios": ratios, "wall_time_s": time.perf_counter() - started, **provenance(device)}
-    path = write_json(Path(args.out) / f"train_throughput-{device.type}{'' if args.full else '-quick'}.json", result)
-    print(f"wrote {path}")
+    print(f"statistics pass: {statistics['seconds_per_10k_images']:.2f} s per 10,000 images")
+    config = {"width_multiplier": args.width, "batch_size": args.batch_size, "timed_steps": args.steps, "warmup_steps": args.warmup,
+              "models": args.models.split(","), "rungs": args.rungs.split(","), "seed": 0}
+    write_bench(args.out, "train_throughput", device, {"config": config, "rows": rows, "ratios": ratios, "statistics": statistics,
+                                                       "fastest_tsra_rung": fastest["rung"] if fastest else None}, started)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ __all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'TRAIN_FILES', 'CACHE_FILES', 'DEFAULT
            'find_shared_cifar10', 'random_crop_flip', 'normalize', 'augment', 'holdout_split', 'calibration_indices',
            'batches']
 
-# %% ../nbs/05_data.ipynb #29bf28fb
+# %% ../nbs/05_data.ipynb #f57d8035
 import hashlib
 import io
 import os
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from .files import atomic_write
 
-# %% ../nbs/05_data.ipynb #358dc21d
+# %% ../nbs/05_data.ipynb #ef6a7358
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.247, 0.243, 0.261)
 TRAIN_FILES = tuple(f"train_{k}.npz" for k in range(5))
@@ -34,7 +34,7 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     "The CIFAR-10 folder: `root` if given, else `$COB_PAPER_DATA`, else `~/.cache/cob_paper/cifar10`."
     return Path(root if root is not None else os.environ.get("COB_PAPER_DATA") or DEFAULT_ROOT).expanduser()
 
-# %% ../nbs/05_data.ipynb #726e1e8d
+# %% ../nbs/05_data.ipynb #71da5991
 @dataclass
 class CIFAR10:
     "CIFAR-10 as tensors: images uint8 `(N, 3, 32, 32)`, labels int64 `(N,)`."
@@ -55,7 +55,7 @@ class CIFAR10:
         tr, te = pick(len(self.train_labels), train_size), pick(len(self.test_labels), test_size)
         return CIFAR10(self.train_images[tr], self.train_labels[tr], self.test_images[te], self.test_labels[te])
 
-# %% ../nbs/05_data.ipynb #b795416b
+# %% ../nbs/05_data.ipynb #99e5012a
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -77,10 +77,10 @@ def _read(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = arrays["x"], arrays["y"]
     return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y.astype(np.int64))
 
-def write_cache_file(path: Path, x: np.ndarray, y: np.ndarray, compress: bool = True):
-    "One cache `.npz`, atomically: LZMA-compressed members like the shared copy (np.load reads them with the standard library), or stored."
+def write_cache_file(path: Path, x: np.ndarray, y: np.ndarray):
+    "One cache `.npz`, atomically, with LZMA-compressed members like the shared copy (np.load reads them with the standard library)."
     def write(f):
-        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_LZMA if compress else zipfile.ZIP_STORED) as z:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_LZMA) as z:
             for name, array in (("x", x), ("y", y)):
                 buffer = io.BytesIO(); np.lib.format.write_array(buffer, np.ascontiguousarray(array))
                 z.writestr(f"{name}.npy", buffer.getvalue())
@@ -103,7 +103,7 @@ def write_checksums(root) -> Path:
     atomic_write(root / "SHA256SUMS", lambda f: f.write(sums.encode()))
     return root
 
-# %% ../nbs/05_data.ipynb #f42db6c5
+# %% ../nbs/05_data.ipynb #3d1545ca
 def _download_with_torchvision(root: Path):
     from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
     raw = root / "torchvision"
@@ -135,27 +135,30 @@ def load_cifar10(root=None, download: bool = True, verify: bool = True) -> CIFAR
         _loaded[key] = CIFAR10(torch.cat([x for x, _ in train]), torch.cat([y for _, y in train]), test_x, test_y)
     return _loaded[key]
 
-# %% ../nbs/05_data.ipynb #ed78e965
+# %% ../nbs/05_data.ipynb #21f4073e
 def find_shared_cifar10(start: Path | None = None) -> Path | None:
     "`$COB_PAPER_DATA` if set, else the nearest `shared/data/cifar10` beside a parent folder (the project's copy)."
     if os.environ.get("COB_PAPER_DATA"): return Path(os.environ["COB_PAPER_DATA"])
     for folder in [Path(start or Path.cwd()).resolve(), *Path(start or Path.cwd()).resolve().parents]:
-        for candidate in (folder / "shared" / "data" / "cifar10", folder / ".data" / "cifar10"):
-            if (candidate / "SHA256SUMS").exists(): return candidate
+        candidate = folder / "shared" / "data" / "cifar10"
+        if (candidate / "SHA256SUMS").exists(): return candidate
     return None
 
-# %% ../nbs/05_data.ipynb #b0d93de7
-def random_crop_flip(images: torch.Tensor, generator: torch.Generator | None = None, padding: int = 4) -> torch.Tensor:
+# %% ../nbs/05_data.ipynb #3ba81516
+def random_crop_flip(images: torch.Tensor, generator: torch.Generator | None = None, padding: int = 4,
+                     share: slice = slice(None)) -> torch.Tensor:
     "Per image: a random `H x W` crop of the zero-padded image and a horizontal flip with probability 1/2 (uint8 in, uint8 out)."
     n, _, h, w = images.shape
     device = images.device
-    padded = F.pad(images, (padding,) * 4)
-    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator, device=device)
-    flips = torch.rand(n, generator=generator, device=device) < 0.5
+    # the random choices are drawn for the whole batch, then only `images[share]` is cropped: a process that holds one share
+    # of a batch (data-parallel training) augments its images exactly as a single process would
+    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator, device=device)[share]
+    flips = (torch.rand(n, generator=generator, device=device) < 0.5)[share]
+    padded = F.pad(images[share], (padding,) * 4)
     rows = offsets[:, :1] + torch.arange(h, device=device)
     cols = offsets[:, 1:] + torch.arange(w, device=device)
     cols = torch.where(flips[:, None], cols.flip(1), cols)
-    crops = padded[torch.arange(n, device=device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    crops = padded[torch.arange(len(padded), device=device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
     return crops.permute(0, 3, 1, 2)
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -164,11 +167,11 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     std = torch.tensor(CIFAR10_STD, device=images.device).view(1, 3, 1, 1)
     return (images.float() / 255 - mean) / std
 
-def augment(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    "The paper's training augmentation, batched on the images' device: crop, flip, normalise."
-    return normalize(random_crop_flip(images, generator))
+def augment(images: torch.Tensor, generator: torch.Generator | None = None, share: slice = slice(None)) -> torch.Tensor:
+    "The paper's training augmentation, batched on the images' device: crop, flip, normalise (of `images[share]`)."
+    return normalize(random_crop_flip(images, generator, share=share))
 
-# %% ../nbs/05_data.ipynb #f82bdf66
+# %% ../nbs/05_data.ipynb #9edd2d3f
 def holdout_split(num_train: int, holdout: int = 5000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     "Seeded `(train_indices, holdout_indices)` of the training set; `holdout=0` keeps everything for training."
     if not 0 <= holdout < num_train: raise ValueError(f"holdout = {holdout} must be in [0, {num_train}).")

@@ -5,17 +5,19 @@
 # %% auto #0
 __all__ = ['logistic_gains', 'TSRA', 'random_orthogonal', 'rotate_channels', 'RadialRescaling']
 
-# %% ../nbs/00_tsra.ipynb #33f36328
+# %% ../nbs/00_tsra.ipynb #3302e5e3
+import operator
+
 import torch
 import torch.nn as nn
 
-# %% ../nbs/00_tsra.ipynb #726aa167
+# %% ../nbs/00_tsra.ipynb #03e8cc60
 def logistic_gains(s_U: torch.Tensor, s_V: torch.Tensor, a_U=5.0, a_V=5.0, b_U=0.5, b_V=0.7, eps=1e-12):
     "Gains `(g_U, g_V)` of the paper's TSRA from the subspace norms `s_U`, `s_V` (same shape)."
     ratio = s_U / (torch.sqrt(s_U.square() + s_V.square()) + eps)
     return torch.sigmoid(a_U * (ratio - b_U)), torch.sigmoid(a_V * (ratio - b_V))
 
-# %% ../nbs/00_tsra.ipynb #f08589ef
+# %% ../nbs/00_tsra.ipynb #0fae7844
 def _channel_shape(ndim: int, channel_dim: int, size: int) -> list[int]:
     "Shape that broadcasts a length-`size` vector along `channel_dim` of an `ndim`-tensor."
     shape = [1] * ndim
@@ -34,9 +36,34 @@ def _check_channels(x: torch.Tensor, channel_dim: int, expected: int, who: str):
         raise ValueError(f"{who}: expected {expected} channels on axis {channel_dim}, got {x.shape[channel_dim]} "
                          f"(input shape {tuple(x.shape)}); build the layer with the width of the layer before it.")
 
-# %% ../nbs/00_tsra.ipynb #a179fbff
+def _as_floating(x: torch.Tensor, who: str) -> torch.Tensor:
+    "`x` in at least float32; integer, boolean and complex input is refused."
+    if not x.is_floating_point():
+        raise TypeError(f"{who} needs floating-point input, got dtype {x.dtype}; convert it first with x.float() "
+                        f"(images: scale to [0, 1] and normalise them, as cob_paper.data.normalize does).")
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+def _whole_sizes(sizes, who: str) -> tuple[int, ...]:
+    "`sizes` as ints; floats such as 2.7 are refused, not truncated."
+    try: return tuple(operator.index(s) for s in sizes)
+    except TypeError:
+        raise TypeError(f"{who} sizes must be whole channel counts, got {sizes!r}; pass ints, e.g. (d // 2, d - d // 2).") from None
+
+_SQUARE_SAFE = 2.0 ** 40      # |entries| up to this square and sum without overflow in float32, for any width below 2**20
+
+def _scaled_norms(x: torch.Tensor, dim: int, sizes) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    "`(m, norms)`: `m` the largest |entry| of a position along `dim` where squaring could overflow (else 1), `norms` of `x / m`."
+    largest = x.detach().abs().amax(dim, keepdim=True)
+    # dividing by exactly 1 where nothing can overflow keeps the paper's arithmetic bit for bit on ordinary inputs
+    m = torch.where(largest > _SQUARE_SAFE, largest, torch.ones_like(largest))
+    squares = (x / m).square()
+    return m, [_safe_norm(part, dim) for part in squares.split(list(sizes), dim)]
+
+# %% ../nbs/00_tsra.ipynb #21757344
 class TSRA(nn.Module):
     "Two-subspace radial activation: `x_U * g_U(s_U, s_V) (+) x_V * g_V(s_U, s_V)` along `channel_dim`."
+    commutes_with_channel_rotations = True   # within each of its subspaces (see chapter 1)
+
     def __init__(self, subspace_sizes: tuple[int, int], channel_dim: int = 1,
                  a_U=5.0, a_V=5.0, b_U=0.5, b_V=0.7, eps=1e-12, norm_mode_U=False, norm_mode_V=False):
         super().__init__()
@@ -50,7 +77,7 @@ class TSRA(nn.Module):
 
     @subspace_sizes.setter
     def subspace_sizes(self, sizes):
-        sizes = tuple(int(s) for s in sizes)
+        sizes = _whole_sizes(sizes, "TSRA subspace")
         if len(sizes) != 2 or min(sizes) < 1:
             raise ValueError(f"TSRA needs two non-empty subspaces, got sizes {sizes}; "
                              f"pass (d_U, d_V) with both >= 1, e.g. (d // 2, d - d // 2).")
@@ -65,17 +92,16 @@ class TSRA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_channels(x, self.channel_dim, self.num_channels, "TSRA")
-        d_U, d_V = self.subspace_sizes
         dim = self.channel_dim
-        squares = x.to(torch.promote_types(x.dtype, torch.float32)).square()
-        s_U, s_V = _safe_norm(squares.narrow(dim, 0, d_U), dim), _safe_norm(squares.narrow(dim, d_U, d_V), dim)
-        g_U, g_V = logistic_gains(s_U, s_V, self.a_U, self.a_V, self.b_U, self.b_V, self.eps)
-        if self.norm_mode_U: g_U = g_U / (s_U + self.eps)
-        if self.norm_mode_V: g_V = g_V / (s_V + self.eps)
-        in_U = torch.arange(self.num_channels, device=x.device).view(_channel_shape(x.ndim, dim, -1)) < d_U
+        m, (t_U, t_V) = _scaled_norms(_as_floating(x, "TSRA"), dim, self.subspace_sizes)   # s_Z = m * t_Z
+        eps = self.eps / m                     # so that the ratio r is exactly the paper's
+        g_U, g_V = logistic_gains(t_U, t_V, self.a_U, self.a_V, self.b_U, self.b_V, eps)
+        if self.norm_mode_U: g_U = g_U / (t_U + eps) / m
+        if self.norm_mode_V: g_V = g_V / (t_V + eps) / m
+        in_U = torch.arange(self.num_channels, device=x.device).view(_channel_shape(x.ndim, dim, -1)) < self.subspace_sizes[0]
         return x * torch.where(in_U, g_U, g_V).to(x.dtype)
 
-# %% ../nbs/00_tsra.ipynb #6b6019ed
+# %% ../nbs/00_tsra.ipynb #7855d38a
 def random_orthogonal(n: int, generator: torch.Generator | None = None, dtype=torch.float64) -> torch.Tensor:
     "A Haar-random `n x n` orthogonal matrix."
     q, r = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))
@@ -85,15 +111,18 @@ def rotate_channels(x: torch.Tensor, R: torch.Tensor, channel_dim: int = 1) -> t
     "Apply `R` (`d x d`) to the channel axis of `x`: each channel vector `v` becomes `R @ v`."
     return torch.movedim(torch.movedim(x, channel_dim, -1) @ R.T.to(x.dtype), -1, channel_dim)
 
-# %% ../nbs/00_tsra.ipynb #d21c74ba
+# %% ../nbs/00_tsra.ipynb #992a34cd
 class RadialRescaling(nn.Module):
     "One-subspace radial activation `x * sigmoid(a (||x|| - b))` along `channel_dim`."
+    commutes_with_channel_rotations = True   # with every rotation of its channels
+
     def __init__(self, num_channels: int, channel_dim: int = 1, a=1.0, b=0.0):
         super().__init__()
+        (num_channels,) = _whole_sizes([num_channels], "RadialRescaling channel")
         if num_channels < 1: raise ValueError(f"RadialRescaling needs at least one channel, got {num_channels}.")
         self.num_channels, self.channel_dim, self.a, self.b = num_channels, channel_dim, a, b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_channels(x, self.channel_dim, self.num_channels, "RadialRescaling")
-        norm = _safe_norm(x.to(torch.promote_types(x.dtype, torch.float32)).square(), self.channel_dim)
-        return x * torch.sigmoid(self.a * (norm - self.b)).to(x.dtype)
+        m, (t,) = _scaled_norms(_as_floating(x, "RadialRescaling"), self.channel_dim, [self.num_channels])
+        return x * torch.sigmoid(self.a * (m * t - self.b)).to(x.dtype)   # m * t may be inf: the gain is then 1

@@ -42,3 +42,54 @@ def test_relu_control_prunes_in_native_basis_only():
         raise AssertionError("rotating a ReLU/BatchNorm model must fail")
     _, report = cob_prune(relu, calibration, ZScore(0.0), rotate=False)
     assert report.parameters_after < report.parameters_before
+
+
+def test_any_network_meeting_the_contract_prunes_and_others_are_told_what_they_lack():
+    import pytest
+    import torch.nn as nn
+    from cob_paper.models import PrunableUnit
+    from cob_paper.prune import ChannelCount
+    from cob_paper.tsra import TSRA
+
+    class MLP(nn.Module):
+        input_shape = (12,)
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act, self.out = nn.Linear(12, 8), TSRA((4, 4), channel_dim=-1), nn.Linear(8, 3)
+        def forward(self, x): return self.out(self.act(self.fc(x)))
+        def prunable_units(self): return [PrunableUnit("fc", self.fc, None, self.act, self.out)]
+
+    torch.manual_seed(0)
+    model, calibration, x = MLP().eval(), [torch.randn(64, 12)], torch.randn(5, 12)
+    with torch.no_grad():
+        before = model(x)
+    cob_prune(model, calibration, ChannelCount(0))                     # the change of basis alone
+    with torch.no_grad():
+        assert (model(x) - before).abs().max() < 1e-5
+    _, report = cob_prune(model, calibration, ChannelCount(1))
+    assert report.layers[0].subspaces_after == [3, 3] and model(x).shape == (5, 3)
+    with pytest.raises(TypeError, match="Sequential does not meet the prunable-network contract"):
+        cob_prune(nn.Sequential(nn.Linear(12, 3)), calibration, ChannelCount(0))
+
+
+def test_saved_models_are_checked(tmp_path):
+    import json
+    import pytest
+    from cob_paper.models import load_model, save_model
+
+    model = VGG(relu_vgg_config(width_multiplier=1 / 16)).eval()
+    save_model(model, tmp_path / "m")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(load_model(tmp_path / "m").eval()(x), model(x))
+    weights = tmp_path / "m" / "weights.pt"
+    raw = bytearray(weights.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="is damaged"):
+        load_model(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    del config["pool"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"missing keys \['pool'\]"):
+        load_model(tmp_path / "m")

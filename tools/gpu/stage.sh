@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The full reproduction on a lent GPU in two device calls on one warm machine (issue: reproduce
-# the whole paper on one GPU). CIFAR-10 travels packed (bench/pack_cifar10.py pack, here, first):
-#   call 1, carry [".data/packed/a"]:  COB_PAPER_GIT_COMMIT=<commit> bash bench/gpu_stage.sh probe
-#   call 2, carry [".data/packed/b"]:  COB_PAPER_GIT_COMMIT=<commit> bash bench/gpu_stage.sh main <budget seconds>
-# Call 1 unpacks its half of the data while bench/gpu_probe.py times the engine; call 2 unpacks
-# the rest, then bench/gpu_reproduce.py chooses the schedule and runs every experiment.
+# the whole paper on one GPU). CIFAR-10 travels packed (tools/gpu/pack_cifar10.py pack, here, first):
+#   call 1, carry [".data/packed/a"]:  COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh probe
+#   call 2, carry [".data/packed/b"]:  COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh main <budget seconds>
+# Call 1 unpacks its half of the data while tools/gpu/probe.py times the engine; call 2 unpacks
+# the rest, then tools/gpu/reproduce.py chooses the schedule and runs every experiment.
 # What comes back under $OUT: logs, probe.json / schedule.json, results/*.json.
 set -u
 : "${COB_PAPER_GIT_COMMIT:?set COB_PAPER_GIT_COMMIT to the commit this tree was copied from}"
@@ -15,16 +15,16 @@ case "${1:-}" in
     { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
       python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
       nproc; } > "$OUT/machine.txt" 2>&1
-    python bench/pack_cifar10.py unpack > "$OUT/unpack-a.log" 2>&1 &
-    python bench/gpu_probe.py --out .data/probe.json 2>&1 | tee "$OUT/probe.log"
+    python tools/gpu/pack_cifar10.py unpack > "$OUT/unpack-a.log" 2>&1 &
+    python tools/gpu/probe.py --out .data/probe.json 2>&1 | tee "$OUT/probe.log"
     wait
     cp .data/probe.json "$OUT/probe.json"
     cat "$OUT/machine.txt" "$OUT/unpack-a.log" ;;
   main)
     budget=${2:?give the budget in seconds}
-    python bench/pack_cifar10.py unpack 2>&1 | tee "$OUT/unpack-b.log"
+    python tools/gpu/pack_cifar10.py unpack 2>&1 | tee "$OUT/unpack-b.log"
     (cd .data/cifar10 && sha256sum -c --quiet SHA256SUMS) || { echo "CIFAR-10 incomplete in .data/cifar10"; exit 1; }
-    python bench/gpu_reproduce.py --probe .data/probe.json --budget "$budget" --data .data/cifar10 --runs .data/runs \
+    python tools/gpu/reproduce.py --probe .data/probe.json --budget "$budget" --data .data/cifar10 --runs .data/runs \
       --out "$OUT" 2> "$OUT/progress.log" | tee "$OUT/reproduce.log" ;;
-  *) echo "usage: bash bench/gpu_stage.sh probe | main <budget seconds>"; exit 2 ;;
+  *) echo "usage: bash tools/gpu/stage.sh probe | main <budget seconds>"; exit 2 ;;
 esac

@@ -5,10 +5,10 @@ the ReLU control at full width and batch 1024 it times training steps; on the TS
 merges the change of basis and checks on the GPU that the function is unchanged (float32),
 then prunes copies to two parameter targets and times one fine-tuning row the way the sweeps run
 it (prune, evaluate, fine-tune, evaluate), at two lengths, so that a row's fixed cost and its
-cost per step can be told apart. `bench/gpu_reproduce.py` reads the JSON to choose the schedule.
+cost per step can be told apart. `tools/gpu/reproduce.py` reads the JSON to choose the schedule.
 
-    python bench/gpu_probe.py --out probe.json                              # on the GPU (about 40 s)
-    python bench/gpu_probe.py --device cpu --width 0.0625 --batch-size 64 --out /tmp/probe.json   # CPU check
+    python tools/gpu/probe.py --out probe.json                              # on the GPU (about 40 s)
+    python tools/gpu/probe.py --device cpu --width 0.0625 --batch-size 64 --out /tmp/probe.json   # CPU check
 """
 import argparse, copy, time
 from pathlib import Path
@@ -19,7 +19,7 @@ from cob_paper.data import batches
 from cob_paper.files import provenance, write_json
 from cob_paper.models import VGG, count_parameters, relu_vgg_config, tsra_vgg_config
 from cob_paper.prune import ParameterTarget, importance_after_rotation, prune
-from cob_paper.train import evaluate, finetune_recipe, relu_recipe, train, tsra_recipe
+from cob_paper.train import Execution, evaluate, finetune_recipe, relu_recipe, train, tsra_recipe
 
 
 def synchronize(device):
@@ -47,15 +47,16 @@ def main():
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=generator).to(device)
     labels = torch.randint(0, 10, (n,), generator=generator).to(device)
     steps_per_epoch = len(labels) // args.batch_size
-    common = dict(batch_size=args.batch_size, log_every=10_000)
+    common = dict(batch_size=args.batch_size)
+    quiet = Execution(log_every=10_000, progress=False)
     result = {"benchmark": "gpu_probe", "synthetic_data": True, "config": vars(args), "steps_per_epoch_here": steps_per_epoch}
 
     models = {}
     for arm, make_config, recipe in (("tsra", tsra_vgg_config, tsra_recipe), ("relu", relu_vgg_config, relu_recipe)):
         torch.manual_seed(0)
         model = VGG(make_config(width_multiplier=args.width)).to(device)
-        warm, _ = timed(device, lambda: train(model, images, labels, recipe(steps=5, **common), progress=False))
-        seconds, _ = timed(device, lambda: train(model, images, labels, recipe(steps=args.steps, **common), progress=False))
+        warm, _ = timed(device, lambda: train(model, images, labels, recipe(steps=5, **common), execution=quiet))
+        seconds, _ = timed(device, lambda: train(model, images, labels, recipe(steps=args.steps, **common), execution=quiet))
         eval_seconds, _ = timed(device, lambda: evaluate(model, images, labels))
         result[arm] = {"first_5_steps_s": warm, "step_s": seconds / args.steps, "images_per_s": args.steps * args.batch_size / seconds,
                        "evaluate_s_per_image": eval_seconds / n, "parameters": count_parameters(model)}
@@ -82,7 +83,7 @@ def main():
                 pruned = copy.deepcopy(model)
                 prune(pruned, importance, ParameterTarget(target))
                 evaluate(pruned, images, labels)
-                train(pruned, images, labels, finetune_recipe(steps=steps, **common), progress=False)
+                train(pruned, images, labels, finetune_recipe(steps=steps, **common), execution=quiet)
                 return evaluate(pruned, images, labels)
             seconds, _ = timed(device, row)
             rows.append({"target": target, "finetune_steps": steps, "row_s": seconds})

@@ -1,4 +1,4 @@
-"""Tests of the GPU-session tools in bench/: the lossless CIFAR-10 packing and the schedule rule."""
+"""Tests of the lent-GPU tools in tools/gpu/: the lossless CIFAR-10 packing and the schedule rule."""
 import importlib.util
 import sys
 from pathlib import Path
@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+TOOLS = Path(__file__).resolve().parents[1] / "tools" / "gpu"
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -18,7 +18,7 @@ def _load(name):
 
 
 pack = _load("pack_cifar10")
-gpu_reproduce = _load("gpu_reproduce")
+gpu_reproduce = _load("reproduce")
 
 
 def test_packing_round_trips_random_and_real_images():
@@ -47,7 +47,19 @@ def test_unpack_refuses_a_corrupted_part(tmp_path):
 def test_schedule_fits_the_budget_and_prefers_fine_tuning_when_it_can():
     probe = {"tsra": {"step_s": 0.045}, "relu": {"step_s": 0.012}, "merge_check": {"statistics_s_per_image": 1e-4},
              "finetune_rows": [{"finetune_step_s": 0.01, "row_fixed_s": 0.5}]}
-    roomy, tight = gpu_reproduce.choose_schedule(probe, 600), gpu_reproduce.choose_schedule(probe, 150)
-    assert roomy["estimated_s"] <= 600 and roomy["epochs"] % 5 == 0
+    roomy, tight = gpu_reproduce.choose_schedule(probe, 2000), gpu_reproduce.choose_schedule(probe, 500)
+    assert roomy["estimated_s"] <= 2000 and roomy["epochs"] % 5 == 0 and roomy["seeds"] == 3
     assert (tight["epochs"], tight["finetune_epochs"]) < (roomy["epochs"], roomy["finetune_epochs"])
-    assert tight["finetune_epochs"] == 1
+    assert gpu_reproduce.choose_schedule(probe, 2000, seeds=1)["epochs"] >= roomy["epochs"]
+
+
+def test_unpack_writes_a_cache_that_load_cifar10_reads(tmp_path):
+    from cob_paper.data import CACHE_FILES, load_cifar10, write_cache
+    rng = np.random.default_rng(2)
+    train_x, test_x = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    write_cache(tmp_path / "src", train_x, np.arange(10) % 10, test_x, np.arange(3))
+    pack.pack(tmp_path / "src", tmp_path / "packed")
+    pack.unpack(tmp_path / "packed", tmp_path / "dest")
+    data = load_cifar10(tmp_path / "dest", download=False)
+    np.testing.assert_array_equal(data.train_images.permute(0, 2, 3, 1).numpy(), train_x)
+    np.testing.assert_array_equal(data.test_images.permute(0, 2, 3, 1).numpy(), test_x)

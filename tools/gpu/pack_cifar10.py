@@ -5,13 +5,13 @@ HWC bytes), so it needs three calls. Coding each colour plane as the residual of
 median-edge predictor of lossless image coders (LOCO-I / JPEG-LS), with the red and blue
 residuals taken relative to green, before LZMA, makes it about 98 MiB: two calls.
 
-    python bench/pack_cifar10.py pack   [--src SHARED] [--dest .data/packed]   # here (about 1.5 min)
-    python bench/pack_cifar10.py unpack [--src .data/packed] [--dest .data/cifar10]   # on the device
+    python tools/gpu/pack_cifar10.py pack   [--src SHARED] [--dest .data/packed]   # here (about 1.5 min)
+    python tools/gpu/pack_cifar10.py unpack [--src .data/packed] [--dest .data/cifar10]   # on the device
 
 `pack` writes two folders, `a/` and `b/`, each under 56 MiB, and records the SHA256 of every
 array it packs; `unpack` reconstructs the arrays, refuses any whose SHA256 differs, and writes
-them with `cob_paper.data.write_cache_file` (stored, not compressed: LZMA would take minutes)
-and `write_checksums`, so that `load_cifar10` verifies them as any cache.
+them as stored (uncompressed) `.npz` files with `cob_paper.data.write_checksums`, so that `load_cifar10`
+verifies them as any cache.
 `unpack` takes whatever parts are present, so each call can unpack the part it carried.
 """
 import argparse, hashlib, json, lzma, sys
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cob_paper.data import CACHE_FILES, write_cache_file, write_checksums
+from cob_paper.data import CACHE_FILES, write_checksums
+from cob_paper.files import atomic_write
 
 FILES = tuple(Path(name).stem for name in CACHE_FILES)
 PARTS = {"a": FILES[:3], "b": FILES[3:]}
@@ -104,7 +105,8 @@ def unpack(src: Path, dest: Path):
             y = np.load(src / part / f"{name}.y.npy")
             if _digest(x) != meta["x_sha256"] or _digest(y) != meta["y_sha256"]:
                 sys.exit(f"unpack: {name} does not match the SHA256 recorded when it was packed; pack it again.")
-            write_cache_file(dest / f"{name}.npz", x, y, compress=False)
+            # stored, not compressed (LZMA would take minutes on the device); np.load reads either
+            atomic_write(dest / f"{name}.npz", lambda f, x=x, y=y: np.savez(f, x=x, y=y))
             print(f"unpacked {name}: {meta['count']} images, SHA256 of the arrays verified", flush=True)
     present = [n for n in FILES if (dest / f"{n}.npz").exists()]
     if len(present) == len(FILES): write_checksums(dest)

@@ -1,0 +1,103 @@
+"""The full reproduction inside one lent-GPU command: choose the schedule from the probe, then run it, seed by seed.
+
+A lent GPU gives a session 15 minutes all told and 10 per command, and trained weights are too large to bring back,
+so every experiment runs in one command. The training length (epochs per model, the same for both) and the
+fine-tuning length are the longest that the step times measured by `tools/gpu/probe.py` on the same machine say will
+let every seed of the `full` preset's paper experiments finish within `--budget` seconds (several seeds at a shorter
+schedule are preferred to one seed at a longer one). The lengths chosen, the estimate and its inputs go to
+`schedule.json`. The run then goes seed by seed, experiment by experiment, copying each results file to `OUT/results`
+as soon as it is written, so a run cut short still leaves what it finished; the `beyond` experiment runs last, for
+as many seeds as the time left allows. The chosen lengths become `FULL_EPOCHS` and `FULL_FINETUNE_EPOCHS`
+afterwards, so that `cob-paper reproduce --full` names the same config.
+
+    python tools/gpu/reproduce.py --probe probe.json --budget 450 --out $OUT --runs .data/runs   # on the GPU
+    python tools/gpu/reproduce.py --probe /tmp/probe.json --budget 60 --out /tmp/check --runs /tmp/check/runs --check   # CPU
+"""
+import argparse, dataclasses, json, math, shutil, time
+from pathlib import Path
+
+import torch
+
+from cob_paper.experiments import Workspace, full_config, reproduce, smoke_config
+from cob_paper.files import provenance, write_json
+from cob_paper.train import steps_per_epoch
+
+# (fine-tuning epochs, fewest training epochs worth taking with it), most fine-tuning first
+CHOICES = ((3, 60), (2, 30), (1, 15))
+MAX_EPOCHS, EPOCH_GRANULARITY, FIXED_OVERHEAD_S = 100, 5, 25.0
+PAPER_EXPERIMENTS = ("unpruned", "importance", "fixed_ratio", "threshold")
+
+
+def sweep_rows(config, names=PAPER_EXPERIMENTS) -> int:
+    "Rows per seed of the sweeps among `names` (arms x strategies)."
+    specs = [config.experiments[n] for n in names if config.experiments[n]["kind"] == "sweep"]
+    return sum(len(s["arms"]) * len(s["strategies"]) for s in specs)
+
+
+def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, train_images: int = 50_000, calibration_images: int = 10_000) -> dict:
+    "Epochs per model and fine-tuning epochs that let `seeds` seeds of the paper experiments fit `budget_s`."
+    template = full_config()
+    per_epoch = steps_per_epoch(train_images, template.tsra_train.batch_size)
+    rows = sweep_rows(template)
+    fits = [r for r in probe["finetune_rows"] if "finetune_step_s" in r]
+    finetune_step = max(sum(r["finetune_step_s"] for r in fits) / len(fits), 0.0)
+    row_fixed = max(sum(r["row_fixed_s"] for r in fits) / len(fits), 0.0)
+    train_epoch = per_epoch * (probe["tsra"]["step_s"] + probe["relu"]["step_s"])
+    statistics = 2 * calibration_images * probe["merge_check"]["statistics_s_per_image"]     # one pass per model and seed
+    for finetune_epochs, fewest in CHOICES:
+        per_seed_fixed = statistics + rows * (row_fixed + finetune_epochs * per_epoch * finetune_step)
+        epochs = ((budget_s - FIXED_OVERHEAD_S) / seeds - per_seed_fixed) / train_epoch
+        epochs = min(MAX_EPOCHS, EPOCH_GRANULARITY * math.floor(epochs / EPOCH_GRANULARITY))
+        if epochs >= fewest: break
+    epochs = max(epochs, 5)
+    per_seed = statistics + epochs * train_epoch + rows * (row_fixed + finetune_epochs * per_epoch * finetune_step)
+    return {"epochs": epochs, "finetune_epochs": finetune_epochs, "seeds": seeds, "estimated_s": FIXED_OVERHEAD_S + seeds * per_seed,
+            "budget_s": budget_s, "inputs": {"steps_per_epoch": per_epoch, "rows_per_seed": rows, "train_epoch_s": train_epoch,
+                                             "finetune_step_s": finetune_step, "row_fixed_s": row_fixed, "statistics_s": statistics}}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--probe", default="probe.json")
+    parser.add_argument("--budget", type=float, required=True, help="seconds the whole reproduction may take")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=float, help="override the chosen training epochs")
+    parser.add_argument("--finetune-epochs", type=float, help="override the chosen fine-tuning epochs")
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--runs", default="runs", help="the workspace (trained weights stay here, results are copied to OUT)")
+    parser.add_argument("--out", default="gpu-out", help="results go to OUT/results, the schedule to OUT/schedule.json")
+    parser.add_argument("--dry-run", action="store_true", help="only choose and print the schedule")
+    parser.add_argument("--check", action="store_true", help="run the smoke config instead (a CPU check of this script)")
+    args = parser.parse_args()
+    started, device = time.perf_counter(), "cuda" if torch.cuda.is_available() else "cpu"
+    probe = json.loads(Path(args.probe).read_text())
+    schedule = choose_schedule(probe, args.budget, args.seeds)
+    if args.epochs: schedule["epochs"] = args.epochs
+    if args.finetune_epochs: schedule["finetune_epochs"] = args.finetune_epochs
+    config = full_config(epochs=schedule["epochs"], finetune_epochs=schedule["finetune_epochs"])
+    if args.check: config = smoke_config()
+    config = dataclasses.replace(config, seeds=list(range(args.seeds)))
+    out = Path(args.out)
+    schedule.update({"digests": {n: config.digest(n) for n in config.experiments}, "probe": probe, **provenance(device)})
+    write_json(out / "schedule.json", schedule)
+    print(f"schedule: {schedule['epochs']} epochs per model, {schedule['finetune_epochs']} fine-tuning epochs, {args.seeds} seeds, "
+          f"estimated {schedule['estimated_s']:.0f} s of a {args.budget:.0f} s budget", flush=True)
+    if args.dry_run: return
+    workspace = Workspace(Path(args.runs), args.data, device)
+    def finished(name, seed):
+        shutil.copytree(workspace.results.root, out / "results", dirs_exist_ok=True)
+        print(f"== {name} seed {seed} done at {time.perf_counter() - started:.0f} s", flush=True)
+    for seed in config.seeds:
+        for name in (n for n in PAPER_EXPERIMENTS if n in config.experiments):
+            reproduce(workspace, dataclasses.replace(config, seeds=[seed]), only=[name]); finished(name, seed)
+    if "beyond" in config.experiments:
+        per_row = (time.perf_counter() - started) / max(1, len(config.seeds) * sweep_rows(config))
+        for seed in config.seeds:
+            left = args.budget - (time.perf_counter() - started)
+            if per_row * sweep_rows(config, ["beyond"]) > left:
+                print(f"== beyond seed {seed}: not started, about {per_row * sweep_rows(config, ['beyond']):.0f} s needed, {left:.0f} s left"); break
+            reproduce(workspace, dataclasses.replace(config, seeds=[seed]), only=["beyond"]); finished("beyond", seed)
+
+
+if __name__ == "__main__":
+    main()
