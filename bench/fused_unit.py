@@ -13,7 +13,7 @@ cost milliseconds per operation and swamp what is measured (--threads 0 keeps to
     python bench/fused_unit.py                      # CPU: N=128, C=64, 16x16, float32, under a minute
     python bench/fused_unit.py --compile            # also torch.compile of each (minutes on a CPU)
     python bench/fused_unit.py --device cuda --batch 1024 --dtype bfloat16 --compile
-Writes results/bench/fused_unit-<device>.json with provenance, and prints the ratios.
+Writes <--out>/ (default runs/bench; results/bench is the record) fused_unit-<device>.json with provenance, and prints the ratios.
 """
 import argparse, statistics, sys, time
 from pathlib import Path
@@ -82,7 +82,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="CPU threads; 0 keeps torch's default")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default="results/bench")
+    parser.add_argument("--out", default="runs/bench", help="results/bench to change the record")
     args = parser.parse_args()
     started = time.perf_counter()
     device = torch.device(args.device)

@@ -8,7 +8,7 @@ already took before the pass.
 
     python bench/stats_memory.py                      # CPU, 2,000 images, full-width VGG-16
     python bench/stats_memory.py --images 10000 --device cuda
-Writes results/bench/stats_memory-<device>.json with provenance, and prints the ratios.
+Writes <--out>/ (default runs/bench; results/bench is the record) stats_memory-<device>.json with provenance, and prints the ratios.
 """
 import argparse, json, sys, time
 from pathlib import Path
@@ -50,7 +50,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default="results/bench")
+    parser.add_argument("--out", default="runs/bench", help="results/bench to change the record")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--method")
     args = parser.parse_args()

@@ -17,10 +17,10 @@ only worth using if it computes the same function). Then the statistics pass (ch
 images, on the TSRA model. Ratios: each rung over `authors`, and TSRA over the ReLU control per rung.
 
     python bench/train_throughput.py                        # CPU: width 1/8, batch 128 (minutes: CPU compilation is slow)
-    python bench/train_throughput.py --full --out $OUT      # GPU: full VGG-16, batch 1024
-Writes results/bench/train_throughput-<cpu|cuda>.json and prints a table.
+    python bench/train_throughput.py --full --synthetic --out $OUT/results/bench      # GPU: full VGG-16, batch 1024
+Writes <--out>/ (default runs/bench; results/bench is the record) train_throughput-<cpu|cuda>.json and prints a table.
 """
-import argparse, copy, dataclasses, sys, time
+import argparse, copy, sys, time
 from pathlib import Path
 
 import torch
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import peak_bytes, reset_peak, synchronize, timed, write_bench
-from cob_paper.data import CIFAR10_MEAN, CIFAR10_STD, batches, find_shared_cifar10, load_cifar10
+from cob_paper.data import CIFAR10, CIFAR10_MEAN, CIFAR10_STD, batches, find_shared_cifar10, load_cifar10
 from cob_paper.models import VGG, relu_vgg_config, tsra_vgg_config
 from cob_paper.stats import collect_statistics
 from cob_paper.train import Execution, evaluate, relu_recipe, train, tsra_recipe
@@ -150,14 +150,22 @@ def main():
     parser.add_argument("--models", default="tsra,relu")
     parser.add_argument("--rungs", default=",".join(RUNGS))
     parser.add_argument("--statistics-images", type=int, default=None)
-    parser.add_argument("--out", default="results/bench")
+    parser.add_argument("--synthetic", action="store_true", help="random images instead of CIFAR-10 (timing only)")
+    parser.add_argument("--out", default="runs/bench", help="results/bench to change the record")
     args = parser.parse_args()
     started, device = time.perf_counter(), torch.device(args.device)
     args.width, args.batch_size = (1.0, 1024) if args.full else (1 / 8, 128)
-    args.steps = args.steps or (30 if args.full else 20)
-    args.warmup = args.warmup or (10 if args.full else 5)
-    args.statistics_images = args.statistics_images or (10_000 if args.full else 2_000)
-    cifar = load_cifar10(find_shared_cifar10(), download=False)
+    if args.steps is None: args.steps = 30 if args.full else 20
+    if args.warmup is None: args.warmup = 10 if args.full else 5
+    if args.statistics_images is None: args.statistics_images = 10_000 if args.full else 2_000
+    if args.steps < 1 or args.warmup < 1:
+        parser.error(f"--steps ({args.steps}) and --warmup ({args.warmup}) must be at least 1: the first steps compile and warm up.")
+    if args.synthetic:        # on a lent GPU before all of CIFAR-10 has arrived: the cost of a step does not depend on the pixels
+        g = torch.Generator().manual_seed(0)
+        n = args.batch_size * (args.steps + args.warmup + 1)
+        cifar = CIFAR10(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.randint(0, 10, (n,), generator=g),
+                        torch.randint(0, 256, (2000, 3, 32, 32), dtype=torch.uint8, generator=g), torch.randint(0, 10, (2000,), generator=g))
+    else: cifar = load_cifar10(find_shared_cifar10(), download=False)
     data = cifar.subset(train_size=args.batch_size * (args.steps + args.warmup + 1)).to(device)
     test = (cifar.test_images[:2000].to(device), cifar.test_labels[:2000].to(device))
     rows = []
@@ -167,6 +175,8 @@ def main():
             try: rows.append(measure(name, rung, data, test, args, device))
             except Exception as e:                   # a rung that fails here (no compiler, no kernel) is recorded, not fatal
                 rows.append({"model": name, "rung": rung, "error": f"{type(e).__name__}: {e}"[:500]})
+            write_bench(args.out, "train_throughput", device, {"config": vars(args) | {"partial": True}, "rows": rows}, started,
+                        quiet=True)          # what has been measured survives a timeout
             r = rows[-1]
             print(f"{name:5s} {rung:15s} " + (r["error"][:100] if "error" in r else
                   f"train {r['train_images_per_s']:9.0f} img/s  eval {r['eval_images_per_s']:9.0f} img/s  first step "
@@ -183,7 +193,7 @@ def main():
     for k, v in ratios.items(): print(f"{k}: {v:.2f}x")
     print(f"statistics pass: {statistics['seconds_per_10k_images']:.2f} s per 10,000 images")
     config = {"width_multiplier": args.width, "batch_size": args.batch_size, "timed_steps": args.steps, "warmup_steps": args.warmup,
-              "models": args.models.split(","), "rungs": args.rungs.split(","), "seed": 0}
+              "models": args.models.split(","), "rungs": args.rungs.split(","), "synthetic_data": args.synthetic, "seed": 0}
     write_bench(args.out, "train_throughput", device, {"config": config, "rows": rows, "ratios": ratios, "statistics": statistics,
                                                        "fastest_tsra_rung": fastest["rung"] if fastest else None}, started)
 

@@ -6,11 +6,11 @@
 __all__ = ['PAPER', 'TOLERANCE', 'GAP_TOLERANCE', 'CLAIMS', 'RUN_COLUMNS', 'Check', 'Claim', 'Verdict', 'judge',
            'claims_markdown', 'claims_list_markdown', 'beyond_summary_markdown']
 
-# %% ../nbs/08a_claims.ipynb #13b534b0
+# %% ../nbs/08a_claims.ipynb #dc959d5a
 from dataclasses import dataclass
 from typing import Callable
 
-from .results import Result, Spread, cite, paper_scale, sweep_rows, trained_models
+from .results import Spread, cite, paper_scale, recipe_length, sweep_rows, trained_models
 
 # %% ../nbs/08a_claims.ipynb #97566e99
 PAPER = {"unpruned_gap": 4.52, "chance": 10.0, "cob_70": 85.0, "cob_80": 72.5, "largest_gain": 75.1, "cob_95_after": 64.55,
@@ -81,7 +81,7 @@ def _measure_most_removed(name=None, max_drop=None):
                 "strategy": f"{row.strategy['name']} tau={row.strategy['tau']}"}
     return measure
 
-# %% ../nbs/08a_claims.ipynb #ce64fc18
+# %% ../nbs/08a_claims.ipynb #08fc9365
 @dataclass(frozen=True)
 class Claim:
     "One claim of the paper: statement, the experiments that measure it, per-seed measure, checks, words."
@@ -97,13 +97,12 @@ class Claim:
 
 def _pct(s: Spread) -> str: return s.format(unit="%")
 def _pts(s: Spread) -> str: return s.format(unit=" points")
-def _length(recipe: dict) -> str: return f"{recipe['epochs']:g} epochs" if recipe["epochs"] is not None else f"{recipe['steps']} steps"
 def _schedule(s) -> str:
     config = next(iter(s.values())).config
-    return f"{_length(config['tsra_train'])} per model (the authors: about 2,450 epochs)"
+    return f"{recipe_length(config['tsra_train'])} per model (the authors: about 2,450 epochs)"
 def _finetuning(s) -> str:
     t = next(iter(s.values())).config["finetune"]
-    return f"{_length(t)} of fine-tuning (AdamW, lr {t['lr']:g}, cosine)"
+    return f"{recipe_length(t)} of fine-tuning (AdamW, lr {t['lr']:g}, cosine)"
 def _more_or_less(ours: float, paper: float) -> str: return "more" if ours > paper else "less"
 
 CLAIMS = (
@@ -132,7 +131,7 @@ CLAIMS = (
                        f"{sorted({r.strategy['t'] for r in sweep_rows(s['fixed_ratio'])})}) and on the trained model."),
     Claim("fixed ratio after fine-tuning, 95% removed: CoB, and its gain over baseline", "{cob_95_after}%, +{gain_95_after} points",
           ("fixed_ratio",), _measure_95, (Check("cob", "near", "cob_95_after"), Check("gain", "near", "gain_95_after")),
-          lambda v: f"{_pct(v['cob'])}, {v['gain'].format(unit=' points')} gain",
+          lambda v: f"{_pct(v['cob'])}, {'+' if v['gain'].mean >= 0 else ''}{_pts(v['gain'])}",
           lambda s, v: f"Fine-tuning recipe: the paper's is not public; here every pruned model gets {_finetuning(s)}. With it "
                        f"CoB recovers {_more_or_less(v['cob'].mean, PAPER['cob_95_after'])} than in the paper and gains "
                        f"{_more_or_less(v['gain'].mean, PAPER['gain_95_after'])} over the baseline."),
@@ -152,7 +151,7 @@ CLAIMS = (
                        f"{sorted({r.strategy['tau'] for r in sweep_rows(s['threshold']) if r.strategy['name'] == 'ProportionOfMax'})}."),
 )
 
-# %% ../nbs/08a_claims.ipynb #19f2a402
+# %% ../nbs/08a_claims.ipynb #0805a570
 @dataclass
 class Verdict:
     "One claim on one run: the measured spreads, this run's value in words, whether it agrees (None off the paper's scale)."
@@ -173,20 +172,23 @@ def judge(run: dict, store_root: str = "results") -> list[Verdict]:
     verdicts = []
     for claim in CLAIMS:
         if not all(e in run for e in claim.experiments): continue
-        measured = [m for s in _per_seed(run, claim.experiments) if (m := claim.measure(s)) is not None]
+        seeds = _per_seed(run, claim.experiments)
+        measured = [(s, m) for s in seeds if (m := claim.measure(s)) is not None]
         if not measured: continue
-        spreads = {k: Spread.of([m[k] for m in measured]) for k, v in measured[0].items() if not isinstance(v, str)}
-        words = {k: v for k, v in measured[0].items() if isinstance(v, str)}
+        first, first_measured = measured[0]
+        spreads = {k: Spread.of([m[k] for _, m in measured]) for k, v in first_measured.items() if not isinstance(v, str)}
+        words = {k: v for k, v in first_measured.items() if isinstance(v, str)}     # e.g. which strategy, in the first seed measured
         at_scale = paper_scale(run[claim.experiments[-1]][0].config)
         agrees = all(c.holds(spreads[c.quantity]) for c in claim.checks) if at_scale else None
-        value = claim.describe(spreads) + (f" ({words['strategy']}, seed {run[claim.experiments[-1]][0].seed})" if words else "")
-        first_seed = _per_seed(run, claim.experiments)[0]
-        verdicts.append(Verdict(claim, spreads, value, agrees, claim.cause(first_seed, spreads),
+        seed = first[claim.experiments[-1]].seed
+        value = claim.describe(spreads) + (f" ({words['strategy']}, seed {seed})" if words else "")
+        verdicts.append(Verdict(claim, spreads, value, agrees, claim.cause(first, spreads),
                                 [cite(run[e], store_root) for e in claim.experiments], len(measured)))
     return verdicts
 
-# %% ../nbs/08a_claims.ipynb #172480ce
-RUN_COLUMNS = {"full": "this project, full run (GPU)", "laptop": "laptop CPU run (VGG-16 at 1/8 width; not the paper's setting)",
+# %% ../nbs/08a_claims.ipynb #51e64939
+RUN_COLUMNS = {"full": "this project, full run (GPU)", "paper": "this project, the authors' schedule (GPU)",
+               "laptop": "laptop CPU run (VGG-16 at 1/8 width; not the paper's setting)",
                "quick": "quick CPU run (data subset; not the paper's setting)"}
 
 def _verdict_cell(v: Verdict | None) -> str:
@@ -194,24 +196,27 @@ def _verdict_cell(v: Verdict | None) -> str:
     return ("yes" if v.agrees else "**no**") + (" (1 seed)" if v.seeds == 1 else f" ({v.seeds} seeds)")
 
 def claims_markdown(runs: dict, store_root: str = "results") -> str:
-    "The claims table: `runs` maps a preset (`full`, `laptop`, `quick`) to its run (`{experiment: [result per seed]}`)."
+    "The claims table: `runs` maps a preset of `RUN_COLUMNS` to its run (`{experiment: [result per seed]}`)."
     by_run = {preset: {v.claim.name: v for v in judge(run, store_root)} for preset, run in runs.items()}
     shown = ["full"] + [p for p in RUN_COLUMNS if p != "full" and by_run.get(p)]
-    header = ["claim", "paper"] + [h for p in shown for h in ([RUN_COLUMNS[p], "agrees"] if p == "full" else [RUN_COLUMNS[p]])]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    judged = {p for p in shown if p == "full" or paper_scale(next(iter(runs[p].values()))[0].config)}   # runs at the paper's scale
+    rule = (f"A number agrees when it is within {TOLERANCE:g} points of the paper's ({GAP_TOLERANCE:g} point for the gap "
+            f"between the unpruned models), or within two standard deviations of the seeds when that is wider (`nbs/08a_claims`).")
+    header = ["claim", "paper"] + [h for p in shown for h in ([RUN_COLUMNS[p], "agrees"] if p in judged else [RUN_COLUMNS[p]])]
+    lines = [rule, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for claim in CLAIMS:
         if not any(claim.name in by_run.get(p, {}) for p in shown): continue
         cells = [claim.name, claim.statement()]
         for p in shown:
             v = by_run.get(p, {}).get(claim.name)
             cells.append(f"{v.value} (`{v.files[-1]}`)" if v else ("not yet run on a GPU" if p == "full" else "not run at this scale"))
-            if p == "full": cells.append(_verdict_cell(v))
+            if p in judged: cells.append(_verdict_cell(v))
         lines.append("| " + " | ".join(cells) + " |")
-    differing = [v for v in by_run.get("full", {}).values() if v.agrees is False]
+    differing = [(p, v) for p in shown if p in judged for v in by_run.get(p, {}).values() if v.agrees is False]
     if differing:
-        lines += ["", "Where the full run does not agree with the paper, the likely cause:", ""]
-        lines += [f"* *{v.claim.name}*: {v.cause}" + (" One seed: how much of the difference is noise is not known."
-                                                        if v.seeds == 1 else "") for v in differing]
+        lines += ["", "Where a run at the paper's scale does not agree with the paper, the likely cause:", ""]
+        lines += [f"* *{v.claim.name}* ({p} run): {v.cause}" + (" One seed: how much of the difference is noise is not known."
+                                                                  if v.seeds == 1 else "") for p, v in differing]
     return "\n".join(lines) + "\n"
 
 def claims_list_markdown(run: dict, store_root: str = "results") -> str:
@@ -222,7 +227,7 @@ def claims_list_markdown(run: dict, store_root: str = "results") -> str:
                 f"; **does not agree** ({v.seeds} seed{'s' if v.seeds > 1 else ''}). Likely cause: {v.cause}")
     return "\n".join(f"* {v.claim.name}: paper {v.claim.statement()}; here **{v.value}**{verdict(v)}" for v in judge(run, store_root))
 
-# %% ../nbs/08a_claims.ipynb #ec42ab60
+# %% ../nbs/08a_claims.ipynb #de3952bf
 def beyond_summary_markdown(run: dict, targets=(0.7, 0.9), store_root: str = "results") -> str:
     "Per arm: accuracy before -> after fine-tuning at `targets`, and the measured speed-up at the last target."
     beyond = run["beyond"]
@@ -232,9 +237,11 @@ def beyond_summary_markdown(run: dict, targets=(0.7, 0.9), store_root: str = "re
     for arm in arms:
         cells = [arm]
         for t in targets:
-            rows = [r for res in beyond for r in sweep_rows(res) if r.arm == arm and r.strategy.get("t") == t and r.ok]
+            tried = [r for res in beyond for r in sweep_rows(res) if r.arm == arm and r.strategy.get("t") == t]
+            rows = [r for r in tried if r.ok]
             cells.append(f"{Spread.of([100 * r.accuracy_before_finetune for r in rows]).format()} → "
-                         f"{Spread.of([100 * r.accuracy_after_finetune for r in rows]).format()}" if rows else "refused")
+                         f"{Spread.of([100 * r.accuracy_after_finetune for r in rows]).format()}" if rows else
+                         "refused" if tried else "not run")
         speeds = [s["throughput_speedup"] for res in beyond for r, s in zip(sweep_rows(res), res.timing["row_speed"])
                   if s and r.arm == arm and r.strategy.get("t") == targets[-1]]
         cells.append(Spread.of(speeds).format() if speeds else "")

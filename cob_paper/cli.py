@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-# %% ../nbs/09_cli.ipynb #6112192f
+# %% ../nbs/09_cli.ipynb #0eeda49f
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cob-paper", description="Reproduce 'Change-of-Basis Pruning via Rotational Invariance'.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -27,44 +27,47 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     rep.add_argument("--record", action="store_true", help="maintainers: write this run's results into the record and redraw it")
     rep.add_argument("--no-figures", action="store_true", help="do not draw the run's figures")
+    rep.add_argument("--record-dir", default="results", help="the record to compare with (default: ./results)")
     fig = commands.add_parser("figures", help="redraw the record's figures, tables, README and narrative notebooks")
-    fig.add_argument("--figures", default="figures", help="where the record's figures go (default: ./figures)")
     fig.add_argument("--no-notebooks", action="store_true", help="do not re-execute the narrative notebooks")
-    for p in (rep, fig):
-        p.add_argument("--record-dir", default="results", help="the committed record (default: ./results)")
-        p.add_argument("--index", default="nbs/index.ipynb", help="the notebook the README is generated from")
+    for p in (rep, fig): p.add_argument("--root", default=".", help="the repository: results/, figures/, nbs/, README.md (default: .)")
     return parser
 
-# %% ../nbs/09_cli.ipynb #d2b84419
-def redraw_record(record_dir: Path, figures_dir: Path, index: Path | None, notebooks: list[Path]) -> list[Path]:
-    "Figures and tables of each shown preset, claims and performance tables, the index's tables, README.md, narrative notebooks."
+# %% ../nbs/09_cli.ipynb #a48a37f3
+def redraw_record(root: Path, notebooks: bool = True) -> list[Path]:
+    "From `root/results`: each shown preset's figures, the claims, beyond, performance, scaling and presets tables, the index's tables, README.md, the narrative notebooks."
+    import shutil
     from cob_paper.claims import RUN_COLUMNS, beyond_summary_markdown, claims_markdown
-    from cob_paper.experiments import PRESETS, collect
-    from cob_paper.figures import write_run_figures
+    from cob_paper.experiments import PRESETS, collect, describe
+    from cob_paper.figures import markdown_table, write_run_figures
     from cob_paper.files import atomic_write
     from cob_paper.reports import execute_notebook, performance_markdown, readme_from_index, scaling_markdown, update_marked_file
     from cob_paper.results import ResultStore
-    record = ResultStore(Path(record_dir))
-    store_root = Path(record_dir).name
-    runs = {p: run for p in RUN_COLUMNS if (run := collect(record, PRESETS[p]()))}
-    written = [path for p, run in runs.items() for path in write_run_figures(run, Path(figures_dir) / p, store_root)]
+    root = Path(root)
+    record_dir, figures_dir, index = root / "results", root / "figures", root / "nbs" / "index.ipynb"
+    runs = {p: run for p in RUN_COLUMNS if (run := collect(ResultStore(record_dir), PRESETS[p]()))}
+    written = [path for p, run in runs.items() for path in write_run_figures(run, figures_dir / p)]
+    for folder in (f for f in figures_dir.iterdir() if f.is_dir()) if figures_dir.exists() else []:
+        if folder.name not in runs: shutil.rmtree(folder)             # a preset no longer in the record
+        else:
+            for stale in set(folder.iterdir()) - set(written): stale.unlink()
     beyond = next((run for run in runs.values() if "beyond" in run), None)
     paper = PRESETS["paper"]().tsra_train
-    tables = {"claims": claims_markdown(runs, store_root), "performance": performance_markdown(record_dir, runs),
-              "beyond": beyond_summary_markdown(beyond, store_root=store_root) if beyond else "Not run yet.\n",
-              "scaling": scaling_markdown(record_dir, paper.steps, paper.batch_size)}
+    tables = {"claims": claims_markdown(runs), "performance": performance_markdown(record_dir, runs),
+              "beyond": beyond_summary_markdown(beyond) if beyond else "Not run yet.\n",
+              "scaling": scaling_markdown(record_dir, paper.steps, paper.batch_size),
+              "presets": markdown_table([describe(make()) for name, make in PRESETS.items() if name != "smoke"])}
     for name, text in tables.items():
-        written.append(atomic_write(Path(figures_dir) / f"{name}.md", lambda f, text=text: f.write(text.encode())))
-    if index is not None and Path(index).exists():
-        for name, text in tables.items(): update_marked_file(index, name, text)
-        readme = readme_from_index(index)
-        written.append(atomic_write(Path(index).parent.parent / "README.md", lambda f: f.write(readme.encode())))
-    for notebook in notebooks:
+        written.append(atomic_write(figures_dir / f"{name}.md", lambda f, text=text: f.write(text.encode())))
+        update_marked_file(index, name, text)
+    readme = readme_from_index(index)
+    written.append(atomic_write(root / "README.md", lambda f: f.write(readme.encode())))
+    for notebook in sorted((root / "nbs" / "paper").glob("*.ipynb")) if notebooks else []:
         execute_notebook(notebook)
         written.append(notebook)
     return written
 
-# %% ../nbs/09_cli.ipynb #2f5a10d6
+# %% ../nbs/09_cli.ipynb #3c893db8
 def _print_comparison(comparison, record_dir) -> None:
     total = len(comparison.identical) + len(comparison.different) + len(comparison.not_in_record)
     print(f"\nCompared with the record ({record_dir}/): {len(comparison.identical)} of {total} results files identical.")
@@ -81,24 +84,28 @@ def _print_comparison(comparison, record_dir) -> None:
 
 def _reproduce(args) -> int:
     from cob_paper.distributed import is_main, join_from_environment, leave
-    from cob_paper.experiments import (PRESETS, Workspace, collect, compare_with_record, default_device, default_preset,
-                                       promote, reproduce)
+    from cob_paper.experiments import PRESETS, Workspace, collect, default_device, default_preset, reproduce
     from cob_paper.figures import write_run_figures
-    from cob_paper.results import ResultStore
+    from cob_paper.results import ResultStore, compare_with_record, promote
     device = args.device or default_device()
     named = args.preset or ("full" if args.full else "laptop" if args.laptop else "quick" if args.quick else None)
     preset = named or default_preset(device)
     if preset not in PRESETS: raise SystemExit(f"cob-paper: unknown preset {preset!r}; choose one of {list(PRESETS)}.")
     config = PRESETS[preset]()
     if args.seeds: config = dataclasses.replace(config, seeds=args.seeds)
-    device = join_from_environment(device)           # one process of several under torchrun; else unchanged
+    workspace = Workspace(Path(args.out), args.data, device)
+    record = Path(args.root) / "results" if args.record else Path(args.record_dir)
+    for mine, theirs in ((workspace.results.root, record), (workspace.figures, Path(args.root) / "figures")):
+        if mine.resolve() == theirs.resolve() or theirs.resolve() in mine.resolve().parents:
+            raise SystemExit(f"cob-paper: the workspace {workspace.root} would write into the committed {theirs}; "
+                             f"compute in a workspace of its own (--out runs) and let --record copy the results in.")
+    workspace.device = join_from_environment(device)     # one process of several under torchrun; else unchanged
     say = print if is_main() else (lambda *a, **k: None)
     try:
         if named is None and preset == "quick":
             say("No CUDA device: running the QUICK preset (VGG-16 at 1/8 width, 5,000 training images). Its numbers are not "
                 "the paper's; --laptop shows the paper's effect on a CPU, --full runs the paper's models.", flush=True)
-        workspace = Workspace(Path(args.out), args.data, device)
-        say(f"cob-paper reproduce: preset {preset}, seeds {config.seeds}, device {device}, workspace {workspace.root}/", flush=True)
+        say(f"cob-paper reproduce: preset {preset}, seeds {config.seeds}, device {workspace.device}, workspace {workspace.root}/", flush=True)
         summary = reproduce(workspace, config, only=args.only, log=lambda line: say(line, flush=True))
     finally:
         if not is_main(): leave()
@@ -110,11 +117,10 @@ def _reproduce(args) -> int:
         written = write_run_figures(run, workspace.figures / preset, str(workspace.results.root))
         say(f"\nwrote {len(written)} figure and table files to {workspace.figures / preset}/")
     results = [r for rs in run.values() for r in rs]
-    _print_comparison(compare_with_record(results, ResultStore(Path(args.record_dir))), args.record_dir)
+    _print_comparison(compare_with_record(results, ResultStore(record)), record)
     if args.record:
-        for action, path in promote(results, ResultStore(Path(args.record_dir))): say(f"record: {action} {path}")
-        written = redraw_record(Path(args.record_dir), Path("figures"), Path(args.index), sorted(Path("nbs/paper").glob("*.ipynb")))
-        say(f"record: redrew {len(written)} files")
+        for action, path in promote(results, ResultStore(record)): say(f"record: {action} {path}")
+        say(f"record: redrew {len(redraw_record(Path(args.root)))} files")
     leave()
     return 0
 
@@ -122,9 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     "Entry point of the `cob-paper` console script."
     args = _parser().parse_args(argv)
     if args.command == "reproduce": return _reproduce(args)
-    notebooks = [] if args.no_notebooks else sorted(Path(args.index).parent.glob("paper/*.ipynb"))
-    written = redraw_record(Path(args.record_dir), Path(args.figures), Path(args.index), notebooks)
-    print(f"redrew {len(written)} files from {args.record_dir}/")
+    written = redraw_record(Path(args.root), notebooks=not args.no_notebooks)
+    print(f"redrew {len(written)} files from {Path(args.root) / 'results'}/")
     return 0
 
 # %% ../nbs/09_cli.ipynb #99b5f7d1

@@ -12,7 +12,7 @@ import os
 import torch
 import torch.distributed as dist
 
-# %% ../nbs/01c_distributed.ipynb #719cd13a
+# %% ../nbs/01c_distributed.ipynb #515ee1fb
 def world() -> tuple[int, int]:
     "`(rank, number of processes)`; `(0, 1)` outside a process group."
     return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
@@ -28,7 +28,8 @@ def barrier():
 def share_of(n: int) -> slice:
     "This rank's contiguous share of `n` items (a batch, or a list of jobs split evenly)."
     rank, size = world()
-    if n % size: raise ValueError(f"{n} items cannot be split evenly over {size} processes; use a multiple of {size}.")
+    if n % size: raise ValueError(f"a batch of {n} cannot be split evenly over {size} processes; choose a batch size divisible "
+                                  f"by the number of processes (torchrun --nproc-per-node), or another number of processes.")
     return slice(rank * n // size, (rank + 1) * n // size)
 
 def mine(jobs: list) -> list[int]:

@@ -4,14 +4,14 @@
 
 # %% auto #0
 __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'THRESHOLD_STRATEGIES', 'PAPER_RATIOS', 'PAPER_THRESHOLDS', 'TOOLKIT_IMPORTANCES',
-           'TOOLKIT_BATCHES', 'BEYOND_ARMS', 'FULL_EPOCHS', 'FULL_FINETUNE_EPOCHS', 'PRESETS', 'MODELS', 'ARMS',
-           'RUNNERS', 'RunSettings', 'ReproductionConfig', 'sweep', 'paper_experiments', 'beyond_experiment',
-           'default_device', 'default_preset', 'paper_config', 'full_config', 'quick_config', 'laptop_config',
-           'smoke_config', 'Workspace', 'MissingModelError', 'SeedRun', 'run_unpruned', 'Arm', 'prepared_arm',
-           'sweep_row', 'run_sweep', 'run_importance', 'reproduce', 'collect', 'record_run', 'Comparison',
-           'compare_with_record', 'promote']
+           'TOOLKIT_BATCHES', 'ARMS', 'BEYOND_ARMS', 'FULL_EPOCHS', 'FULL_FINETUNE_EPOCHS', 'PRESETS', 'VGG_DEPTHS',
+           'MODELS', 'RUNNERS', 'RunSettings', 'ReproductionConfig', 'sweep', 'paper_experiments', 'Arm',
+           'beyond_experiment', 'default_device', 'default_preset', 'paper_config', 'full_config', 'quick_config',
+           'laptop_config', 'smoke_config', 'describe', 'Workspace', 'MissingModelError', 'SeedRun', 'run_unpruned',
+           'basis_and_importance', 'prepared_arm', 'sweep_row', 'run_sweep', 'run_importance', 'reproduce', 'collect',
+           'record_run']
 
-# %% ../nbs/07_experiments.ipynb #65425dd0
+# %% ../nbs/07_experiments.ipynb #6517cb7c
 import copy
 import dataclasses
 import hashlib
@@ -27,9 +27,9 @@ from .data import CIFAR10, batches, calibration_indices, holdout_split, load_cif
 from .distributed import all_gather_objects, barrier, is_main, mine, world
 from .files import provenance, tensors_sha256
 from .models import VGG, count_macs, count_parameters, load_model, relu_vgg_config, save_model, tsra_vgg_config
-from .prune import (ParameterTarget, ProportionOfMax, ProportionOfMean, ProportionOfMedian, ZScore, prune,
-                             strategy_from_dict, strategy_to_dict)
-from .results import Result, ResultStore, SweepRow, differences, paper_scale
+from .prune import (ParameterTarget, PlanRefused, ProportionOfMax, ProportionOfMean, ProportionOfMedian, ZScore,
+                             prune, strategy_from_dict, strategy_to_dict)
+from .results import Result, ResultStore, SweepRow, data_description, paper_scale, recipe_length
 from .speed import inference_speed
 from .stats import (collect_statistics, importance_in_basis, load_statistics, native_importance, random_rotations,
                              rotate_model, rotation_and_importance, save_statistics)
@@ -113,16 +113,27 @@ def paper_experiments(ratios=PAPER_RATIOS, thresholds: dict | None = PAPER_THRES
                                                                 for name, taus in thresholds.items() for tau in taus])
     return experiments
 
-# %% ../nbs/07_experiments.ipynb #80b3473f
+# %% ../nbs/07_experiments.ipynb #d0e546c5
+@dataclass(frozen=True)
+class Arm:
+    "How a pruning arm ranks and removes channels (chapter 7's Arms section says what each means)."
+    model: str                       # "tsra" | "relu"
+    basis: str = "native"            # "native" | "pca" | "random"
+    exact_removal: bool = False      # pruned RMSNorms keep their unpruned width in the divisor (this project's variant)
+    toolkit: str | None = None       # rank and remove with this Torch-Pruning importance instead
+
 TOOLKIT_IMPORTANCES = ("l1", "l2", "bn_scale", "lamp", "taylor")
 TOOLKIT_BATCHES = 2          # labelled calibration batches (of 500 images) for the Taylor importance's gradients
-BEYOND_ARMS = ["baseline", "cob", "random_rotation", "cob_exact_removal", "relu", *[f"relu_tp_{i}" for i in TOOLKIT_IMPORTANCES]]
+ARMS = {"baseline": Arm("tsra"), "cob": Arm("tsra", "pca"), "random_rotation": Arm("tsra", "random"),
+        "cob_exact_removal": Arm("tsra", "pca", exact_removal=True), "relu": Arm("relu"),
+        **{f"relu_tp_{name}": Arm("relu", toolkit=name) for name in TOOLKIT_IMPORTANCES}}
+BEYOND_ARMS = list(ARMS)
 
 def beyond_experiment(ratios=(0.3, 0.5, 0.7, 0.8, 0.9), arms=BEYOND_ARMS, speed: dict | None = None) -> dict:
     "Every arm, this project's controls and the toolkit's importances included, at the parameter targets `ratios`, timed."
     return sweep(arms, [ParameterTarget(t) for t in ratios], speed or {"latency_batch": 1, "throughput_batch": 256, "repeats": 20})
 
-# %% ../nbs/07_experiments.ipynb #8d542eac
+# %% ../nbs/07_experiments.ipynb #4e4c6c08
 FULL_EPOCHS, FULL_FINETUNE_EPOCHS = 100, 3
 
 def default_device() -> str: return "cuda" if torch.cuda.is_available() else "cpu"
@@ -178,7 +189,17 @@ def smoke_config(**overrides) -> ReproductionConfig:
 
 PRESETS = {"paper": paper_config, "full": full_config, "laptop": laptop_config, "quick": quick_config, "smoke": smoke_config}
 
-# %% ../nbs/07_experiments.ipynb #ed2fbcac
+VGG_DEPTHS = {"A": 11, "B": 13, "D": 16, "E": 19}     # torchvision's VGG configs by depth
+
+def describe(config: ReproductionConfig) -> dict:
+    "One row of the README's table of presets, read from the config (never typed)."
+    images = data_description(config.to_dict()) + ("" if config.test_size is None else f", {config.test_size:,} test images")
+    return {"preset": f"`{config.preset}`", "model": f"VGG-{VGG_DEPTHS[config.cfg]} at width x{config.width_multiplier:g}",
+            "data": images, "training": f"{recipe_length(dataclasses.asdict(config.tsra_train))} per model",
+            "fine-tuning": recipe_length(dataclasses.asdict(config.finetune)), "experiments": ", ".join(config.experiments),
+            "seeds": len(config.seeds), "for": "a GPU" if config.paper_scale else "a CPU"}
+
+# %% ../nbs/07_experiments.ipynb #d1532bd2
 @dataclass
 class Workspace:
     "Where a run computes: results (the record's layout), trained models with their statistics, figures; default `./runs`."
@@ -197,7 +218,15 @@ class Workspace:
 class MissingModelError(FileNotFoundError):
     "A trained model a run needs is not in the workspace (runs never train behind the caller's back)."
 
-# %% ../nbs/07_experiments.ipynb #f0ddc5ed
+def _trained_dir(workspace: Workspace, config: "ReproductionConfig", seed: int, model: str) -> Path:
+    "The folder of a trained model, refused (with the command that makes it) if it holds none."
+    directory = workspace.model_dir(config, seed, model)
+    if not (directory / "config.json").exists():
+        raise MissingModelError(f"no trained {model} model for seed {seed} in {directory}; train it with `cob-paper reproduce "
+                                f"--preset {config.preset} --seeds {seed} --only unpruned --out {workspace.root}`.")
+    return directory
+
+# %% ../nbs/07_experiments.ipynb #4def7c3b
 MODELS = {"tsra": (tsra_vgg_config, "tsra_train"), "relu": (relu_vgg_config, "relu_train")}
 
 class SeedRun:
@@ -226,10 +255,7 @@ class SeedRun:
 
     def model(self, name: str) -> VGG:
         "A fresh copy of the trained model `name`, loaded from the workspace."
-        directory = self.model_dir(name)
-        if not (directory / "config.json").exists():
-            raise MissingModelError(f"no trained {name} model for seed {self.seed} in {directory}; train it with "
-                                    f"`cob-paper reproduce --preset {self.config.preset} --only unpruned --out {self.workspace.root}`.")
+        directory = _trained_dir(self.workspace, self.config, self.seed, name)
         return load_model(directory, map_location=self.workspace.device).to(self.workspace.device)
 
     def statistics(self, name: str) -> list:
@@ -266,38 +292,31 @@ def run_unpruned(run: SeedRun, spec: dict) -> tuple[dict, dict]:
                         "test_images": len(run.test[1])}, "models": models}
     return numbers, timing
 
-# %% ../nbs/07_experiments.ipynb #7655bda8
-@dataclass(frozen=True)
-class Arm:
-    "How a pruning arm ranks and removes channels."
-    model: str                       # "tsra" | "relu"
-    basis: str = "native"            # "native" | "pca" | "random"
-    exact_removal: bool = False      # pruned RMSNorms keep their unpruned width in the divisor (this project's variant)
-    toolkit: str | None = None       # rank and remove with this Torch-Pruning importance instead
-
-ARMS = {"baseline": Arm("tsra"), "cob": Arm("tsra", "pca"), "relu": Arm("relu"),
-        "random_rotation": Arm("tsra", "random"), "cob_exact_removal": Arm("tsra", "pca", exact_removal=True),
-        **{f"relu_tp_{name}": Arm("relu", toolkit=name) for name in TOOLKIT_IMPORTANCES}}
-
+# %% ../nbs/07_experiments.ipynb #bc6e47d4
 def _check_arms(config: ReproductionConfig):
     for name, spec in config.experiments.items():
         unknown = [a for a in spec.get("arms", []) if a not in ARMS]
         if unknown: raise ValueError(f"experiment {name!r} names unknown arms {unknown}; choose from {list(ARMS)}.")
+
+def basis_and_importance(arm: Arm, stats: list, seed: int) -> tuple[list | None, list]:
+    "Per unit, the rotation of `arm`'s basis (None for the native one) and each channel's importance in that basis."
+    if arm.basis == "native": return None, [native_importance(s) for s in stats]
+    if arm.basis == "pca":
+        rotations, importance = zip(*[rotation_and_importance(s) for s in stats])
+        return list(rotations), list(importance)
+    rotations = random_rotations(stats, torch.Generator().manual_seed(seed))
+    return rotations, [importance_in_basis(s, R) for s, R in zip(stats, rotations)]
 
 def prepared_arm(run: SeedRun, arm: Arm) -> tuple[VGG, dict | None]:
     "The trained model of `arm` with its basis merged, and each unit's importance in that basis (None for a toolkit arm)."
     model = run.model(arm.model)
     if arm.toolkit: return model, None
     stats = run.statistics(arm.model)
-    if arm.basis == "native": return model, {s.name: native_importance(s) for s in stats}
-    if arm.basis == "pca": rotations, importance = zip(*[rotation_and_importance(s) for s in stats])
-    else:
-        rotations = random_rotations(stats, torch.Generator().manual_seed(run.seed))
-        importance = [importance_in_basis(s, R) for s, R in zip(stats, rotations)]
-    rotate_model(model, list(rotations))
+    rotations, importance = basis_and_importance(arm, stats, run.seed)
+    if rotations is not None: rotate_model(model, rotations)
     return model, {s.name: imp for s, imp in zip(stats, importance)}
 
-# %% ../nbs/07_experiments.ipynb #aec1da0a
+# %% ../nbs/07_experiments.ipynb #e00176d4
 def _pruned(run: SeedRun, arm: Arm, model: VGG, importance: dict | None, strategy):
     pruned = copy.deepcopy(model)
     if arm.toolkit:
@@ -313,7 +332,7 @@ def sweep_row(run: SeedRun, arm_name: str, model: VGG, importance: dict | None, 
     "One row of a sweep, and the pruned, fine-tuned model (None if the strategy was refused)."
     arm = ARMS[arm_name]
     try: pruned, report = _pruned(run, arm, model, importance, strategy)
-    except ValueError as e: return SweepRow(arm_name, strategy_to_dict(strategy), error=str(e)), None
+    except PlanRefused as e: return SweepRow(arm_name, strategy_to_dict(strategy), error=str(e)), None
     row = SweepRow(arm_name, strategy_to_dict(strategy), 100 * report.fraction_parameters_removed, report.parameters_after,
                    report.macs_after, [layer.width_after for layer in report.layers], evaluate(pruned, *run.test))
     # fine-tuning runs eager: every row has new widths, so a compiled step would recompile for each row at a cost
@@ -337,6 +356,8 @@ def run_sweep(run: SeedRun, spec: dict, log: Callable = print) -> tuple[dict, di
     "Every arm of `spec` pruned by every strategy; numbers: the rows; timing: seconds, and speeds when the spec asks."
     jobs = [(arm_name, strategy) for arm_name in spec["arms"] for strategy in spec["strategies"]]
     timed, rank, size = "speed" in spec, *world()
+    for name in sorted({ARMS[a].model for a in spec["arms"] if not ARMS[a].toolkit}):
+        run.statistics(name)            # every process takes part in the pass before the rows are shared out
     unpruned_speed = {name: _speed(run.model(name), spec["speed"]) for name in MODELS} if timed else None
     done, prepared = {}, {}
     for i in mine(jobs):                    # every job alone; under torchrun each process takes its share of them
@@ -351,49 +372,56 @@ def run_sweep(run: SeedRun, spec: dict, log: Callable = print) -> tuple[dict, di
     rows, speeds = [done[i][0] for i in range(len(jobs))], [done[i][1] for i in range(len(jobs))]
     return {"rows": rows}, ({"unpruned_speed": unpruned_speed, "row_speed": speeds} if timed else {})
 
-# %% ../nbs/07_experiments.ipynb #0cdf78fd
+# %% ../nbs/07_experiments.ipynb #d5daabf6
 def run_importance(run: SeedRun, spec: dict) -> tuple[dict, dict]:
     "Per-unit importance vectors of each arm in `spec` (e.g. TSRA native, TSRA after CoB, ReLU native)."
     profiles = {}
     for arm_name in spec["arms"]:
         arm = ARMS[arm_name]
+        if arm.toolkit: raise ValueError(f"importance profiles take arms with a basis, not the toolkit arm {arm_name!r}.")
         stats = run.statistics(arm.model)
-        if arm.basis == "native": importance = [native_importance(s) for s in stats]
-        elif arm.basis == "pca": importance = [rotation_and_importance(s)[1] for s in stats]
-        else: raise ValueError(f"importance profiles take native or pca arms, not {arm_name!r} ({arm}).")
+        _, importance = basis_and_importance(arm, stats, run.seed)
         profiles[arm_name] = [{"unit": s.name, "subspace_sizes": list(s.subspace_sizes),
                                "importance": [float(f"{float(v):.7g}") for v in imp]} for s, imp in zip(stats, importance)]
     return {"profiles": profiles}, {}
 
-# %% ../nbs/07_experiments.ipynb #370f2f78
+# %% ../nbs/07_experiments.ipynb #f4338edc
 RUNNERS = {"unpruned": run_unpruned, "importance": run_importance, "sweep": run_sweep}
 
 def _needed_models(config: ReproductionConfig, names: list[str]) -> set[str]:
     return {ARMS[a].model for n in names for a in config.experiments[n].get("arms", [])}
 
 def _check_plan(workspace: Workspace, config: ReproductionConfig, names: list[str]):
-    unknown = [n for n in names if n not in config.experiments]
-    if unknown: raise ValueError(f"unknown experiments {unknown} for preset {config.preset}; choose from {list(config.experiments)}.")
     _check_arms(config)
+    if any(ARMS[a].toolkit for n in names for a in config.experiments[n].get("arms", [])):
+        try: import torch_pruning  # noqa: F401
+        except ImportError: raise ImportError("the toolkit arms (relu_tp_*) need Torch-Pruning; install it with "
+                                              "`pip install \"cob-paper[compare]\"`, or leave those experiments out with --only.") from None
     if any(config.experiments[n]["kind"] == "unpruned" for n in names): return
     for seed in config.seeds:
-        for name in sorted(_needed_models(config, names)):
-            directory = workspace.model_dir(config, seed, name)
-            if not (directory / "config.json").exists():
-                raise MissingModelError(f"no trained {name} model for seed {seed} in {directory}; train it with "
-                                        f"`cob-paper reproduce --preset {config.preset} --only unpruned --out {workspace.root}`.")
+        for name in sorted(_needed_models(config, names)): _trained_dir(workspace, config, seed, name)
+
+def _done(workspace: Workspace, config: ReproductionConfig, name: str, seed: int) -> bool:
+    "Whether the workspace holds `name`'s result for `seed` (and, for the trained models, the models themselves)."
+    if not workspace.results.path(config.preset, name, config.digest(name), seed).exists(): return False
+    return config.experiments[name]["kind"] != "unpruned" or all(
+        (workspace.model_dir(config, seed, m) / "config.json").exists() for m in MODELS)
 
 def reproduce(workspace: Workspace, config: ReproductionConfig, only: list[str] | None = None, log: Callable = print) -> list[dict]:
-    "Run the experiments (`only`, else all of the config's) for every seed; one summary row per experiment and seed."
-    names = list(only or config.experiments)
+    "Run the experiments (`only`, else all of the config's, in the config's order) for every seed; one summary row each."
+    unknown = [n for n in only or [] if n not in config.experiments]
+    if unknown: raise ValueError(f"unknown experiments {unknown} for preset {config.preset}; choose from {list(config.experiments)}.")
+    names = [n for n in config.experiments if not only or n in only]
     _check_plan(workspace, config, names)
+    if is_main(): load_cifar10(workspace.data_root)            # a first download happens once, on one process
+    barrier()
     cifar, summary = load_cifar10(workspace.data_root), []
     for seed in config.seeds:
         run = None
         for name in names:
             spec, digest, started = config.experiments[name], config.digest(name), time.perf_counter()
             path = workspace.results.path(config.preset, name, digest, seed)
-            reused = path.exists()
+            reused = _done(workspace, config, name, seed)
             if not reused:
                 log(f"{name}, seed {seed}: computing")
                 run = run or SeedRun(workspace, config, seed, cifar)
@@ -420,33 +448,3 @@ def record_run(preset: str = "full", results_dir="../../results") -> dict[str, l
     "The committed record of `preset`, as the narrative notebooks show it: per experiment, its results per seed."
     if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}.")
     return collect(ResultStore(Path(results_dir)), PRESETS[preset]())
-
-# %% ../nbs/07_experiments.ipynb #73c5b01d
-@dataclass
-class Comparison:
-    "A run's results against the record's: which match exactly, which differ (and where), which the record lacks."
-    identical: list[Result] = field(default_factory=list)
-    different: list[tuple[Result, Result, list]] = field(default_factory=list)     # (ours, the record's, differences)
-    not_in_record: list[Result] = field(default_factory=list)
-
-    @property
-    def matches(self) -> bool: return not self.different and not self.not_in_record
-
-def compare_with_record(results: list[Result], record: ResultStore) -> Comparison:
-    "Compare each of `results` with the record's result of the same experiment, digest and seed."
-    comparison = Comparison()
-    for r in results:
-        theirs = record.read(r.preset, r.experiment, r.digest, r.seed)
-        if theirs is None: comparison.not_in_record.append(r)
-        elif diffs := differences(r.numbers, theirs.numbers): comparison.different.append((r, theirs, diffs))
-        else: comparison.identical.append(r)
-    return comparison
-
-def promote(results: list[Result], record: ResultStore) -> list[tuple[str, Path]]:
-    "Write `results` into the record (the maintainer's `--record`): `(action, path)` per result, action kept/replaced/added."
-    actions = []
-    for r in results:
-        theirs = record.read(r.preset, r.experiment, r.digest, r.seed)
-        if theirs is not None and not differences(r.numbers, theirs.numbers): actions.append(("kept", record.path_of(r)))
-        else: actions.append(("replaced" if theirs else "added", record.write(r)))
-    return actions

@@ -7,7 +7,7 @@ __all__ = ['Run', 'ARM_LABELS', 'run_label', 'save_figure', 'grouped_rows', 'spr
            'energy_fraction_channels', 'figure_importance_profiles', 'threshold_table', 'unpruned_table',
            'markdown_table', 'write_table', 'figure_beyond', 'beyond_table', 'write_run_figures']
 
-# %% ../nbs/08_figures.ipynb #4821853f
+# %% ../nbs/08_figures.ipynb #26820390
 import csv
 import io
 import json
@@ -17,21 +17,22 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from .files import atomic_write
-from .results import Result, Spread, SweepRow, cite, importance_profiles, paper_scale, sweep_rows, trained_models
+from .results import Result, Spread, SweepRow, cite, data_description, importance_profiles, paper_scale, sweep_rows, trained_models
 
 Run = dict   # experiment name -> list of Result, one per seed
 
-# %% ../nbs/08_figures.ipynb #cfa39473
+# %% ../nbs/08_figures.ipynb #6624909a
 def run_label(results: list[Result], store_root: str = "results") -> str:
     "The note every figure and table carries: which run, at what scale, on what device, which seeds, from which files."
     r, c = results[0], results[0].config
-    if paper_scale(c): kind = f"{r.preset} run"
-    else:
-        images = "all of CIFAR-10" if c["train_size"] is None else f"{c['train_size']} training images"
-        kind = f"{r.preset.upper()} CPU RUN (VGG-16 at width x{c['width_multiplier']:g}, {images}): not the paper's setting"
+    where = "CPU" if r.device.startswith("CPU") else "GPU"
+    if paper_scale(c): kind = f"{r.preset} run ({where})"
+    else: kind = (f"{r.preset.upper()} {where} RUN (VGG-16 at width x{c['width_multiplier']:g}, {data_description(c)}): "
+                  "not the paper's setting")
     seeds = sorted(x.seed for x in results)
     seeds_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds (mean ± std)"
-    return f"{kind} | {r.device} | {seeds_text} | {cite(results, store_root)}"
+    carried = " | carried over from an earlier results layout" if any(x.migrated_from for x in results) else ""
+    return f"{kind} | {r.device} | {seeds_text} | {cite(results, store_root)}{carried}"
 
 ARM_LABELS = {"baseline": "TSRA, native basis (baseline)", "cob": "TSRA, change of basis (CoB)",
               "relu": "ReLU control, native basis", "random_rotation": "TSRA, random rotation (control)",
@@ -71,7 +72,7 @@ def grouped_rows(results: list[Result]) -> dict[str, list[tuple[dict, list[Sweep
 def spread_of(rows: list[SweepRow], field: str, scale: float = 1.0) -> Spread:
     return Spread.of([scale * getattr(r, field) for r in rows])
 
-# %% ../nbs/08_figures.ipynb #fc478435
+# %% ../nbs/08_figures.ipynb #a01b7ec3
 def _curve(ax, xs: list[float], spreads: list[Spread], points: list[list[float]], label: str):
     "A mean curve with a band of one standard deviation and each seed's point (band and points only with several seeds)."
     line, = ax.plot(xs, [s.mean for s in spreads], marker="o", ms=3.5, label=label)
@@ -91,7 +92,7 @@ def figure_fixed_ratio(fixed: list[Result], unpruned: list[Result], when: str = 
         if arm not in groups: continue
         xs = [spread_of(rows, "percent_parameters_removed").mean for _, rows in groups[arm]]
         _curve(ax, xs, [spread_of(rows, field, 100) for _, rows in groups[arm]],
-               [[100 * getattr(r, field) for r in rows] for _, rows in groups[arm]], ARM_LABELS[arm])
+               [[100 * getattr(r, field) for r in rows] for _, rows in groups[arm]], ARM_LABELS.get(arm, arm))
     models = [trained_models(u) for u in unpruned]
     for name, style in (("tsra", "--"), ("relu", ":")):
         accuracy = Spread.of([100 * m[name].test_accuracy for m in models])
@@ -103,7 +104,7 @@ def figure_fixed_ratio(fixed: list[Result], unpruned: list[Result], when: str = 
     _note(fig, fixed, store_root)
     return fig
 
-# %% ../nbs/08_figures.ipynb #57f3828a
+# %% ../nbs/08_figures.ipynb #03fd5fea
 def energy_fraction_channels(importance: list[float], fraction: float = 0.9) -> float:
     "Smallest fraction of channels whose squared importances add up to `fraction` of the total."
     energy = sorted((v * v for v in importance), reverse=True)
@@ -123,7 +124,7 @@ def figure_importance_profiles(importance: list[Result], units=("conv1", "conv7"
     for arm in per_seed[0]:
         spreads = [Spread.of([energy_fraction_channels(profiles[arm][i].importance) for profiles in per_seed]) for i in range(len(names))]
         left.errorbar(names, [s.mean for s in spreads], yerr=[s.std or 0 for s in spreads], marker="o", ms=3.5, capsize=2,
-                      label=ARM_LABELS[arm])
+                      label=ARM_LABELS.get(arm, arm))
     left.set(ylabel="fraction of channels holding\n90% of importance energy", ylim=(0, 1.02), title="Concentration of importance per layer")
     left.tick_params(axis="x", rotation=60, labelsize=7); left.legend(fontsize=7)
     for color, unit in zip(sns.color_palette("colorblind", len(units)), units):
@@ -140,7 +141,7 @@ def figure_importance_profiles(importance: list[Result], units=("conv1", "conv7"
     _note(fig, importance, store_root)
     return fig
 
-# %% ../nbs/08_figures.ipynb #aceb39f7
+# %% ../nbs/08_figures.ipynb #5ce8b17a
 def _strategy_name(s: dict) -> str:
     return ", ".join([s["name"]] + [f"{k}={v}" for k, v in s.items() if k not in ("name", "per_subspace")])
 
@@ -148,7 +149,7 @@ def threshold_table(threshold: list[Result], unpruned: list[Result]) -> list[dic
     "Table 3: per strategy, tau and arm, what was removed and the accuracies (mean ± std over seeds)."
     base = {u.seed: trained_models(u)["tsra"].test_accuracy for u in unpruned}
     drops: dict = {}
-    for result in threshold:
+    for result in (t for t in threshold if t.seed in base):     # a drop needs the same seed's unpruned model
         for r in sweep_rows(result):
             if r.ok: drops.setdefault((r.arm, _key(r.strategy)), []).append(100 * (base[result.seed] - r.accuracy_after_finetune))
     table = []
@@ -188,7 +189,7 @@ def write_table(rows: list[dict], path_stem: Path, caption: str) -> list[Path]:
     return [atomic_write(path_stem.with_suffix(".md"), lambda f: f.write(md.encode())),
             atomic_write(path_stem.with_suffix(".csv"), lambda f: f.write(buffer.getvalue().encode()))]
 
-# %% ../nbs/08_figures.ipynb #8e4005b7
+# %% ../nbs/08_figures.ipynb #a495cdff
 def _speeds(beyond: list[Result]) -> dict:
     "Per (arm, strategy key), the row speeds of every seed."
     found: dict = {}
@@ -210,7 +211,7 @@ def figure_beyond(beyond: list[Result], x: str = "macs", store_root: str = "resu
             else: xs = [Spread.of([s["throughput_speedup"] for s in speeds[(arm, _key(st))]]).mean for st, _ in groups_of_arm]
             ys = [spread_of(rows, field, 100).mean for _, rows in groups_of_arm]
             style = "--" if arm.startswith("relu") else "-"
-            ax.plot(xs, ys, style, marker="o", ms=3, color=palette[arm], label=ARM_LABELS[arm])
+            ax.plot(xs, ys, style, marker="o", ms=3, color=palette[arm], label=ARM_LABELS.get(arm, arm))
         ax.axhline(10, color="0.75", lw=0.8)
         ax.set(xlabel="MACs left (millions, log scale)" if x == "macs" else "measured throughput speed-up at batch 256 (x)",
                title=f"{when} fine-tuning", xscale="log" if x == "macs" else "linear")

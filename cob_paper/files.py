@@ -126,12 +126,13 @@ def atomic_folder(target: str | os.PathLike):
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
-# %% ../nbs/01a_files.ipynb #019a30fd
+# %% ../nbs/01a_files.ipynb #0ff2d346
 import datetime
 import platform
 import subprocess
 
-GENERATED_OUTPUTS = [":(top,exclude)results", ":(top,exclude)figures", ":(top,exclude)README.md", ":(top,exclude)nbs/index.ipynb"]
+GENERATED_OUTPUTS = [":(top,exclude)results", ":(top,exclude)figures", ":(top,exclude)README.md", ":(top,exclude)nbs/index.ipynb",
+                     ":(top,exclude)nbs/paper"]     # written from the record; they do not make the code differ from its commit
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
     "The checked-out commit, `-dirty` if tracked files differ from it; `$COB_PAPER_GIT_COMMIT` or 'unknown' outside a checkout."

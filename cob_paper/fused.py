@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['HAS_TRITON', 'BACKENDS', 'RMSNormTSRAFunction', 'TritonRMSNormTSRAFunction', 'FusedRMSNormTSRA']
 
-# %% ../nbs/01b_fused.ipynb #22120dc0
+# %% ../nbs/01b_fused.ipynb #583e7be2
 import contextlib
 import copy
 import math
@@ -26,7 +26,7 @@ except ImportError:     # the kernel is an optional speed-up; the PyTorch path w
     triton = None
 HAS_TRITON = triton is not None
 
-# %% ../nbs/01b_fused.ipynb #319b15a0
+# %% ../nbs/01b_fused.ipynb #4c0f19ec
 class _Settings(NamedTuple):
     "What a fused unit computes besides its input: split point, channel axis (>= 0), RMSNorm divisor `D`, gains, epsilons."
     d_U: int
@@ -75,7 +75,7 @@ def _position_terms(peak, q_U, q_V, s: _Settings) -> _PositionTerms:
     g_U, g_V = logistic_gains(P.clamp_min(tiny).sqrt(), Q.clamp_min(tiny).sqrt(), s.a_U, s.a_V, s.b_U, s.b_V, s.eps)
     return _PositionTerms(f, rho, P, Q, g_U, g_V)
 
-# %% ../nbs/01b_fused.ipynb #6d4154e7
+# %% ../nbs/01b_fused.ipynb #0fe7dd92
 def _input_gradient_coefficients(t: _PositionTerms, D_U, D_V, s: _Settings):
     "Per position, `(c_U, c_V, e_U, e_V)` with `dL/dx = c * dL/dy + e * x_hat` in each subspace."
     dL_dr = s.a_U * t.g_U * (1 - t.g_U) * D_U + s.a_V * t.g_V * (1 - t.g_V) * D_V
@@ -88,7 +88,7 @@ def _input_gradient_coefficients(t: _PositionTerms, D_U, D_V, s: _Settings):
     S = t.g_U * D_U + t.g_V * D_V + beta_U * t.P + beta_V * t.Q
     return t.rho * t.g_U, t.rho * t.g_V, t.rho * t.f * (beta_U - S / s.norm_width), t.rho * t.f * (beta_V - S / s.norm_width)
 
-# %% ../nbs/01b_fused.ipynb #1b882d9b
+# %% ../nbs/01b_fused.ipynb #10a08b53
 def _combine_per_subspace(x, d_U: int, dim: int, c_U, c_V, z=None, e_U=None, e_V=None, dtype=None):
     "`x_U * c_U + z_U * e_U` (+) `x_V * c_V + z_V * e_V` along `dim`, computed in the coefficients' dtype, returned as `dtype`."
     if torch.compiler.is_compiling():
@@ -126,7 +126,7 @@ class RMSNormTSRAFunction(torch.autograd.Function):
         c_U, c_V, e_U, e_V = _input_gradient_coefficients(t, D_U, D_V, s)
         return _combine_per_subspace(grad_y, s.d_U, s.dim, c_U, c_V, x_hat, e_U, e_V, dtype=x.dtype), None
 
-# %% ../nbs/01b_fused.ipynb #9f039df5
+# %% ../nbs/01b_fused.ipynb #64d97d1e
 _TRITON_MAX_CHANNELS = 16384
 
 if HAS_TRITON:
@@ -194,7 +194,7 @@ if HAS_TRITON:
         dx = c_gain * dy + e_gain * x_hat
         tl.store(dx_ptr + _triton_offsets(outer_i, inner_i, c, dxs0, dxs1, dxs2), dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
-# %% ../nbs/01b_fused.ipynb #f9a70f51
+# %% ../nbs/01b_fused.ipynb #1b326bfd
 def _positions_shape(x: torch.Tensor, dim: int) -> tuple[int, int, int]:
     return math.prod(x.shape[:dim]), x.shape[dim], math.prod(x.shape[dim + 1:])
 
@@ -236,7 +236,7 @@ class TritonRMSNormTSRAFunction(torch.autograd.Function):
         x, = ctx.saved_tensors
         return _launch(_triton_backward, ctx.settings, x, grad_y), None
 
-# %% ../nbs/01b_fused.ipynb #1cbce8d9
+# %% ../nbs/01b_fused.ipynb #37a90747
 BACKENDS = ("auto", "torch", "triton")
 
 def _triton_refusal(x: torch.Tensor, dim: int) -> str | None:
@@ -256,7 +256,7 @@ def _function_for(x: torch.Tensor, dim: int, backend: str):
     use_triton = backend == "triton" or (refusal is None and x.is_cuda and not torch.compiler.is_compiling())
     return TritonRMSNormTSRAFunction if use_triton else RMSNormTSRAFunction
 
-# %% ../nbs/01b_fused.ipynb #5e2b6cf5
+# %% ../nbs/01b_fused.ipynb #6dfc5b5e
 class FusedRMSNormTSRA(TSRA):
     "`TSRA(ChannelRMSNorm(x))` in one pass per position; same split, gains and extra state as `TSRA`."
     def __init__(self, subspace_sizes: tuple[int, int], channel_dim: int = 1, a_U=5.0, a_V=5.0, b_U=0.5, b_V=0.7,

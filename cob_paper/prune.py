@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['STRATEGIES', 'prune_ratio_for_params', 'fraction_count', 'ChannelFraction', 'ParameterTarget', 'ChannelCount',
            'ZScore', 'ProportionOfMean', 'ProportionOfMedian', 'ProportionOfMax', 'strategy_to_dict',
-           'strategy_from_dict', 'UnitPlan', 'plan_pruning', 'check_removable', 'remove_channels', 'LayerReport',
-           'PruneReport', 'prune', 'importance_after_rotation', 'cob_prune']
+           'strategy_from_dict', 'PlanRefused', 'UnitPlan', 'plan_pruning', 'check_removable', 'remove_channels',
+           'LayerReport', 'PruneReport', 'prune', 'importance_after_rotation', 'cob_prune']
 
-# %% ../nbs/04_prune.ipynb #deb4ec5a
+# %% ../nbs/04_prune.ipynb #2551ce35
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -22,7 +22,7 @@ from .models import PrunableNetwork, PrunableUnit, count_parameters, count_macs,
 from .stats import (check_rotatable, collect_statistics, native_importance, rotation_and_importance,
                              rotate_model)
 
-# %% ../nbs/04_prune.ipynb #02439f25
+# %% ../nbs/04_prune.ipynb #21f505ce
 def prune_ratio_for_params(t: float) -> float:
     "Per-layer channel fraction that removes about a fraction `t` of a network's parameters: `1 - sqrt(1 - t)`."
     if not 0 <= t < 1: raise ValueError(f"parameter target t = {t} must be in [0, 1).")
@@ -109,7 +109,10 @@ def _check_strategy(strategy):
         raise TypeError(f"{strategy!r} is not a pruning strategy; pass one of {sorted(STRATEGIES)}, e.g. ParameterTarget(0.5) "
                         f"(or a dataclass of your own with per_subspace and count(importance)).")
 
-# %% ../nbs/04_prune.ipynb #30979f1c
+# %% ../nbs/04_prune.ipynb #75571892
+class PlanRefused(ValueError):
+    "A valid strategy that would remove every channel of a subspace or a unit of this model."
+
 @dataclass
 class UnitPlan:
     "Channels of one unit to keep, one ascending index tensor per subspace (indices within the unit)."
@@ -139,7 +142,9 @@ def plan_pruning(units: list[PrunableUnit], importances: dict[str, torch.Tensor]
         offsets = [sum(sizes[:i]) for i in range(len(sizes))]
         if unit.name in ignored:
             plans.append(UnitPlan(unit.name, [torch.arange(o, o + s) for o, s in zip(offsets, sizes)])); continue
-        if unit.name not in importances: raise ValueError(f"no importance given for unit {unit.name}.")
+        if unit.name not in importances:
+            raise ValueError(f"no importance given for unit {unit.name}; pass one tensor per prunable unit (keys "
+                             f"{[u.name for u in units]}), e.g. from importance_after_rotation, or add it to ignored.")
         importance = importances[unit.name].detach().cpu()
         if len(importance) != unit.width:
             raise ValueError(f"unit {unit.name} has {unit.width} channels but its importance has {len(importance)}.")
@@ -153,12 +158,12 @@ def plan_pruning(units: list[PrunableUnit], importances: dict[str, torch.Tensor]
         for which, k in enumerate(keep):
             if len(k) == 0:
                 what = f"subspace {'UV'[which]} of" if len(sizes) == 2 else "every channel of"
-                raise ValueError(f"{strategy} would remove {what} unit {unit.name} (sizes {sizes}); "
+                raise PlanRefused(f"{strategy} would remove {what} unit {unit.name} (sizes {sizes}); "
                                  f"choose a milder threshold or add {unit.name!r} to the ignored units.")
         plans.append(UnitPlan(unit.name, keep))
     return plans
 
-# %% ../nbs/04_prune.ipynb #10aee81e
+# %% ../nbs/04_prune.ipynb #f9e835ab
 def _select(param: nn.Parameter | torch.Tensor, index: torch.Tensor, dim: int):
     kept = param.detach().index_select(dim, index.to(param.device)).clone()
     return nn.Parameter(kept, requires_grad=param.requires_grad) if isinstance(param, nn.Parameter) else kept
@@ -194,7 +199,7 @@ def remove_channels(unit: PrunableUnit, keep: list[torch.Tensor]):
     if isinstance(consumer, nn.Conv2d): consumer.in_channels = len(index)
     else: consumer.in_features = len(consumer_index)
 
-# %% ../nbs/04_prune.ipynb #e36b4df7
+# %% ../nbs/04_prune.ipynb #0911708d
 @dataclass
 class LayerReport:
     name: str
@@ -222,7 +227,7 @@ class PruneReport:
         return {**dataclasses.asdict(self), "fraction_parameters_removed": self.fraction_parameters_removed,
                 "fraction_macs_removed": self.fraction_macs_removed}
 
-# %% ../nbs/04_prune.ipynb #50d0fbab
+# %% ../nbs/04_prune.ipynb #a19c83a8
 def _fix_norm_divisors(unit: PrunableUnit):
     "From now on, every unlearned RMSNorm of `unit` (inside a fused module too) divides by the unit's present width."
     for m in (m for component in unit.components for m in component.modules()):

@@ -6,20 +6,20 @@
 __all__ = ['gpu_session_lines', 'run_time_lines', 'performance_markdown', 'scaling_markdown', 'replace_marked',
            'update_marked_file', 'rebase_links', 'readme_from_index', 'execute_notebook']
 
-# %% ../nbs/08b_reports.ipynb #2d055c82
+# %% ../nbs/08b_reports.ipynb #019d4f00
 import json
 import re
 import subprocess
 from pathlib import Path
 
 from .files import atomic_write
-from .results import Spread
+from .results import Spread, bench_files, cite_file, gpu_session_files
 
-# %% ../nbs/08b_reports.ipynb #8b055fa3
-def _bench_lines(path: Path) -> list[str]:
+# %% ../nbs/08b_reports.ipynb #4709e940
+def _bench_lines(path: Path, root) -> list[str]:
     "The table of one benchmark results file of `bench/`."
     r = json.loads(path.read_text())
-    where = f"{r['device']}, torch {r['torch']}, commit {r['git_commit'][:12]}, `results/bench/{path.name}`"
+    where = f"{r['device']}, torch {r['torch']}, commit {r['git_commit'][:12]}, `{cite_file(path, root)}`"
     c = r["config"]
     if r["benchmark"] == "train_throughput":
         lines = [f"Training and evaluation throughput (width x{c['width_multiplier']:g}, batch {c['batch_size']}; {where}):", "",
@@ -41,18 +41,18 @@ def _bench_lines(path: Path) -> list[str]:
                  "| layout | path | forward + backward (ms) | forward (ms) | largest difference from the reference |", "|---|---|---|---|---|"]
         lines += [f"| {layout} | {path} | {v['forward_backward_ms']:.1f} | {v['forward_ms']:.1f} | "
                   f"{max(v['max_abs_difference'].values()):.1e} |" for layout, paths in r["rows"].items() for path, v in paths.items()]
-    else: return [f"(a `{r['benchmark']}` benchmark: `results/bench/{path.name}`)", ""]
+    else: return [f"(a `{r['benchmark']}` benchmark: `{cite_file(path, root)}`)", ""]
     ratios = r.get("ratios") or {}
     return lines + (["", "Ratios: " + "; ".join(f"{k} = {v:.2f}x" for k, v in ratios.items())] if ratios else []) + [""]
 
 def gpu_session_lines(results_dir) -> list[str]:
     "Lines on each lent-GPU session in `results_dir/gpu/<session>/`: the probe's step times, the schedule chosen from them."
     lines = []
-    for schedule_path in sorted(Path(results_dir).glob("gpu/*/schedule.json")):
+    for schedule_path in gpu_session_files(results_dir, "schedule.json"):
         sched = json.loads(schedule_path.read_text()); probe = sched["probe"]
         lines += [f"Full reproduction on one {sched['device']} (torch {sched['torch']}, commit {sched['git_commit'][:12]}, "
-                  f"`results/gpu/{schedule_path.parent.name}/`). Step times measured first by the probe (synthetic data, "
-                  f"full VGG-16, batch {probe['config']['batch_size']}, bf16):", "",
+                  f"`{cite_file(schedule_path.parent, results_dir)}/`). Step times measured first by the probe (synthetic data, "
+                  f"VGG-16 at width x{probe['config']['width']:g}, batch {probe['config']['batch_size']}, bf16):", "",
                   "| model | training images/s | peak memory (GiB) |", "|---|---|---|"]
         lines += [f"| {m} | {probe[m]['images_per_s']:.0f} | {probe[m]['max_memory_allocated_gib']:.1f} |" for m in ("tsra", "relu")]
         lines += ["", f"Schedule chosen from them: {sched['epochs']:g} epochs per model, {sched['finetune_epochs']:g} epochs of "
@@ -78,18 +78,18 @@ def run_time_lines(runs: dict) -> list[str]:
 
 def performance_markdown(results_dir, runs: dict) -> str:
     "The benchmarks of `results_dir/bench`, the lent-GPU sessions of `results_dir/gpu`, and each run's seconds per stage."
-    bench = sorted((Path(results_dir) / "bench").glob("*.json"))
-    lines = [line for path in bench for line in _bench_lines(path)] + gpu_session_lines(results_dir) + run_time_lines(runs)
+    lines = [line for path in bench_files(results_dir) for line in _bench_lines(path, results_dir)]
+    lines += gpu_session_lines(results_dir) + run_time_lines(runs)
     return "\n".join(lines) if lines else "No benchmark or run has been timed yet.\n"
 
-# %% ../nbs/08b_reports.ipynb #cadf217c
+# %% ../nbs/08b_reports.ipynb #c085ec2d
 def scaling_markdown(results_dir, steps: int, batch_size: int, gpus=(1, 8)) -> str:
     "Estimated hours per model of a schedule of `steps` x `batch_size` images, from the latest lent-GPU probe's training rates."
-    probes = sorted(Path(results_dir).glob("gpu/*/probe.json"))
+    probes = gpu_session_files(results_dir, "probe.json")
     if not probes: return "No GPU has measured the engine yet, so there is no estimate.\n"
     probe = json.loads(probes[-1].read_text())
     images = steps * batch_size
-    lines = [f"Estimated from the training rates measured on one {probe['device']} (`results/gpu/{probes[-1].parent.name}/probe.json`; "
+    lines = [f"Estimated from the training rates measured on one {probe['device']} (`{cite_file(probes[-1], results_dir)}`; "
              f"bf16, batch {probe['config']['batch_size']}): {steps:,} steps of {batch_size:,} images per model.", "",
              "| model | images/s on one GPU | " + " | ".join(f"hours on {n} GPU{'s' if n > 1 else ''}" for n in gpus) + " |",
              "|---|---|" + "---|" * len(gpus)]

@@ -147,7 +147,7 @@ def _seeded(seed: int, *keys: int) -> int:
     for k in keys: h = (h * 6364136223846793005 + k + 1442695040888963407) % (1 << 63)
     return h
 
-# %% ../nbs/06_train.ipynb #06a998f0
+# %% ../nbs/06_train.ipynb #c1e139cb
 def _step_generator(device: torch.device, seed: int, step: int) -> torch.Generator:
     "The generator of step `step`'s augmentation (stateless: a function of the seed and the step only)."
     return torch.Generator(device).manual_seed(_seeded(seed, 1 << 40, step))
@@ -159,6 +159,8 @@ def _resume(checkpoint_path: Path | None, recipe: TrainConfig, seed: int, model,
     "History and first step of a run: from the checkpoint if there is one (written by the same recipe and seed), else fresh."
     if not (checkpoint_path and checkpoint_path.exists()): return History(), 0
     state = torch.load(checkpoint_path, map_location=next(model.parameters()).device, weights_only=True)
+    if "recipe" not in state:
+        raise ValueError(f"checkpoint {checkpoint_path} was written by an earlier version of cob-paper; delete it to train afresh.")
     if state["recipe"] != dataclasses.asdict(recipe) or state["seed"] != seed:
         raise ValueError(f"checkpoint {checkpoint_path} was written by another recipe or seed ({state['recipe']}, seed "
                          f"{state['seed']}); delete it or use another path.")
@@ -166,12 +168,7 @@ def _resume(checkpoint_path: Path | None, recipe: TrainConfig, seed: int, model,
     schedule.load_state_dict(state["schedule"])
     return History(**state["history"]), state["step"]
 
-# %% ../nbs/06_train.ipynb #13cd66ad
-def _check_data_parallel(batch_size: int, size: int):
-    if batch_size % size:
-        raise ValueError(f"the batch of {batch_size} cannot be split evenly over {size} processes; choose a batch size "
-                         f"divisible by the number of processes (torchrun --nproc-per-node).")
-
+# %% ../nbs/06_train.ipynb #1e0d6036
 def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cuda": model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
@@ -188,8 +185,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: 
     per_epoch = steps_per_epoch(len(labels), batch_size)
     total = dataclasses.replace(recipe, batch_size=batch_size).total_steps(len(labels))
     rank, size = world() if data_parallel else (0, 1)
-    _check_data_parallel(batch_size, size)
-    share = share_of(batch_size) if size > 1 else slice(None)
+    share = share_of(batch_size) if size > 1 else slice(None)       # refuses a batch the processes cannot split evenly
     channels_last = cuda and execution.channels_last
     if channels_last: model.to(memory_format=torch.channels_last)
     optimizer, schedule = make_optimizer(model, recipe, total)
@@ -241,7 +237,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: 
             history.first_step_s = time.perf_counter() - started
             tick, timed_images = time.perf_counter(), 0
         if done % execution.log_every == 0 or done == end or (holdout is not None and done % per_epoch == 0):
-            totals = all_reduce_sum(sums.clone())
+            totals = all_reduce_sum(sums.clone()) if size > 1 else sums.clone()   # only this run's processes
             if totals[2].item():
                 where = f"step {first_bad.item()}" if first_bad.item() >= 0 else f"a step before {done} on another process"
                 raise NonFiniteLossError(f"training loss became NaN or infinite at {where} of {total} "

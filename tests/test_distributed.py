@@ -3,7 +3,7 @@
 Each multi-process run is started with `python -m torch.distributed.run` in a subprocess with a timeout; the workers
 leave their process group in a `finally`, and a run that hangs is killed by the timeout rather than the test suite.
 """
-import json, os, shutil, subprocess, sys
+import os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ddp_case import one_step, statistics
 from cob_paper.data import find_shared_cifar10
+from cob_paper.experiments import Workspace, smoke_config
 
 TESTS, ROOT = Path(__file__).resolve().parent, Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300
@@ -36,8 +37,10 @@ def test_one_data_parallel_step_and_the_statistics_equal_one_process(tmp_path):
         assert torch.allclose(theirs, mine, rtol=1e-12, atol=0), (theirs - mine).abs().max()
 
 
-def _numbers(folder: Path) -> dict:
-    return {p.name: json.loads(p.read_text())["numbers"] for p in folder.rglob("fixed_ratio-*.json")}
+def _sweep(workspace: Path):
+    "The smoke preset's fixed-ratio result for seed 0 in a workspace."
+    config = smoke_config(seeds=[0])
+    return Workspace(workspace).results.read(config.preset, "fixed_ratio", config.digest("fixed_ratio"), 0)
 
 
 def test_a_two_process_sweep_writes_the_rows_of_a_one_process_sweep(tmp_path):
@@ -49,9 +52,10 @@ def test_a_two_process_sweep_writes_the_rows_of_a_one_process_sweep(tmp_path):
                             str(tmp_path / "one")], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert alone.returncode == 0, alone.stderr[-3000:]
     shutil.copytree(tmp_path / "one", tmp_path / "two")        # the same trained models and statistics
-    for p in (tmp_path / "two").rglob("fixed_ratio-*.json"): p.unlink()
+    config = smoke_config(seeds=[0])
+    Workspace(tmp_path / "two").results.path(config.preset, "fixed_ratio", config.digest("fixed_ratio"), 0).unlink()
     log = torchrun("-m", "cob_paper.cli", *common, "--only", "fixed_ratio", "--out", str(tmp_path / "two"))
     assert "fixed_ratio, seed 0: computing" in log
-    assert _numbers(tmp_path / "two" / "results") == _numbers(tmp_path / "one" / "results") != {}
-    written = json.loads(next((tmp_path / "two" / "results").rglob("fixed_ratio-*.json")).read_text())
-    assert written["provenance"]["processes"] == 2
+    one, two = _sweep(tmp_path / "one"), _sweep(tmp_path / "two")
+    assert two.numbers == one.numbers and one.numbers["rows"]
+    assert (one.provenance["processes"], two.provenance["processes"]) == (1, 2)

@@ -54,7 +54,7 @@ def test_schedule_fits_the_budget_and_prefers_fine_tuning_when_it_can():
 
 
 def test_unpack_writes_a_cache_that_load_cifar10_reads(tmp_path):
-    from cob_paper.data import CACHE_FILES, load_cifar10, write_cache
+    from cob_paper.data import load_cifar10, write_cache
     rng = np.random.default_rng(2)
     train_x, test_x = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     write_cache(tmp_path / "src", train_x, np.arange(10) % 10, test_x, np.arange(3))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cob_paper.data import CACHE_FILES, write_checksums
+from cob_paper.data import CACHE_FILES, find_shared_cifar10, write_checksums
 from cob_paper.files import atomic_write
 
 FILES = tuple(Path(name).stem for name in CACHE_FILES)
@@ -120,7 +120,9 @@ def main():
     parser.add_argument("--dest")
     args = parser.parse_args()
     if args.action == "pack":
-        pack(Path(args.src or "../shared/data/cifar10"), Path(args.dest or ".data/packed"))
+        source = args.src or find_shared_cifar10()
+        if source is None: sys.exit("pack: no CIFAR-10 copy found; pass --src or set COB_PAPER_DATA.")
+        pack(Path(source), Path(args.dest or ".data/packed"))
     else:
         unpack(Path(args.src or ".data/packed"), Path(args.dest or ".data/cifar10"))
 

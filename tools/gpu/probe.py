@@ -19,18 +19,8 @@ from cob_paper.data import batches
 from cob_paper.files import provenance, write_json
 from cob_paper.models import VGG, count_parameters, relu_vgg_config, tsra_vgg_config
 from cob_paper.prune import ParameterTarget, importance_after_rotation, prune
+from cob_paper.speed import timed
 from cob_paper.train import Execution, evaluate, finetune_recipe, relu_recipe, train, tsra_recipe
-
-
-def synchronize(device):
-    if device.type == "cuda": torch.cuda.synchronize()
-
-
-def timed(device, fn):
-    synchronize(device); start = time.perf_counter()
-    value = fn()
-    synchronize(device)
-    return time.perf_counter() - start, value
 
 
 def main():

@@ -40,6 +40,7 @@ def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, train_images: 
     per_epoch = steps_per_epoch(train_images, template.tsra_train.batch_size)
     rows = sweep_rows(template)
     fits = [r for r in probe["finetune_rows"] if "finetune_step_s" in r]
+    if not fits: raise ValueError("the probe has no fine-tuning rows timed at two lengths; run tools/gpu/probe.py again.")
     finetune_step = max(sum(r["finetune_step_s"] for r in fits) / len(fits), 0.0)
     row_fixed = max(sum(r["row_fixed_s"] for r in fits) / len(fits), 0.0)
     train_epoch = per_epoch * (probe["tsra"]["step_s"] + probe["relu"]["step_s"])
@@ -82,6 +83,9 @@ def main():
     write_json(out / "schedule.json", schedule)
     print(f"schedule: {schedule['epochs']} epochs per model, {schedule['finetune_epochs']} fine-tuning epochs, {args.seeds} seeds, "
           f"estimated {schedule['estimated_s']:.0f} s of a {args.budget:.0f} s budget", flush=True)
+    if schedule["estimated_s"] > args.budget:
+        print(f"WARNING: even the shortest schedule is estimated at {schedule['estimated_s']:.0f} s, over the {args.budget:.0f} s "
+              "budget; the run goes seed by seed, so what finishes is kept.", flush=True)
     if args.dry_run: return
     workspace = Workspace(Path(args.runs), args.data, device)
     def finished(name, seed):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full reproduction on a lent GPU in two device calls on one warm machine (issue: reproduce
 # the whole paper on one GPU). CIFAR-10 travels packed (tools/gpu/pack_cifar10.py pack, here, first):
-#   call 1, carry [".data/packed/a"]:  COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh probe
+#   call 1, carry [".data/packed/a"]:  COB_PAPER_GIT_COMMIT=<commit> [LADDER_S=150] bash tools/gpu/stage.sh probe
 #   call 2, carry [".data/packed/b"]:  COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh main <budget seconds>
 # Call 1 unpacks its half of the data while tools/gpu/probe.py times the engine; call 2 unpacks
 # the rest, then tools/gpu/reproduce.py chooses the schedule and runs every experiment.
@@ -18,6 +18,10 @@ case "${1:-}" in
     python tools/gpu/pack_cifar10.py unpack > "$OUT/unpack-a.log" 2>&1 &
     python tools/gpu/probe.py --out .data/probe.json 2>&1 | tee "$OUT/probe.log"
     wait
+    # the engine ladder (bench/train_throughput.py): random images, since only part of CIFAR-10 is here yet
+    if [ -n "${LADDER_S:-}" ]; then
+      timeout "$LADDER_S" python bench/train_throughput.py --full --synthetic --out "$OUT/results/bench" 2>&1 | tee "$OUT/ladder.log"
+    fi
     cp .data/probe.json "$OUT/probe.json"
     cat "$OUT/machine.txt" "$OUT/unpack-a.log" ;;
   main)
