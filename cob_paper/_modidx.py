@@ -9,6 +9,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'cob_paper.claims.Verdict': ('claims.html#verdict', 'cob_paper/claims.py'),
                                   'cob_paper.claims._accuracy': ('claims.html#_accuracy', 'cob_paper/claims.py'),
                                   'cob_paper.claims._finetuning': ('claims.html#_finetuning', 'cob_paper/claims.py'),
+                                  'cob_paper.claims._gap': ('claims.html#_gap', 'cob_paper/claims.py'),
                                   'cob_paper.claims._measure_95': ('claims.html#_measure_95', 'cob_paper/claims.py'),
                                   'cob_paper.claims._measure_at': ('claims.html#_measure_at', 'cob_paper/claims.py'),
                                   'cob_paper.claims._measure_gains': ('claims.html#_measure_gains', 'cob_paper/claims.py'),

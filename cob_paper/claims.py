@@ -36,7 +36,7 @@ class Check:
         if self.relation == "at_least": return spread.mean >= target - self.allowance(spread)
         raise ValueError(f"unknown relation {self.relation!r}; use near, at_least or every_seed.")
 
-# %% ../nbs/08a_claims.ipynb #5dbe216d
+# %% ../nbs/08a_claims.ipynb #f5ab81be
 def _row(seed_run: dict, experiment: str, arm: str, t: float):
     return next((r for r in sweep_rows(seed_run[experiment]) if r.arm == arm and r.strategy.get("t") == t and r.ok), None)
 
@@ -61,7 +61,8 @@ def _measure_gains(s):
              if _accuracy(s, "cob", t) is not None and _accuracy(s, "baseline", t) is not None]
     if not gains: return None
     t, gain = max(gains, key=lambda g: g[1])
-    return {"wins": float(all(g > 0 for _, g in gains)), "won": sum(g > 0 for _, g in gains), "ratios": len(gains), "gain": gain, "t": t}
+    return {"wins": float(all(g > 0 for _, g in gains)), "won": sum(g > 0 for _, g in gains), "ratios": len(gains), "gain": gain,
+            "t": f"{t:g}"}
 
 def _measure_95(s):
     cob, base = _accuracy(s, "cob", 0.95, "after"), _accuracy(s, "baseline", 0.95, "after")
@@ -81,7 +82,7 @@ def _measure_most_removed(name=None, max_drop=None):
                 "strategy": f"{row.strategy['name']} tau={row.strategy['tau']}"}
     return measure
 
-# %% ../nbs/08a_claims.ipynb #08fc9365
+# %% ../nbs/08a_claims.ipynb #3409a9c1
 @dataclass(frozen=True)
 class Claim:
     "One claim of the paper: statement, the experiments that measure it, per-seed measure, checks, words."
@@ -90,13 +91,16 @@ class Claim:
     experiments: tuple[str, ...]
     measure: Callable[[dict], dict | None]
     checks: tuple[Check, ...]
-    describe: Callable[[dict], str]              # spreads -> this run's value in words
+    describe: Callable[[dict], str]              # spreads (and words such as the ratio) -> this run's value in words
     cause: Callable[[dict, dict], str]           # (one seed's results, spreads) -> the likely cause of a disagreement
 
     def statement(self) -> str: return self.paper.format(**PAPER)
 
 def _pct(s: Spread) -> str: return s.format(unit="%")
 def _pts(s: Spread) -> str: return s.format(unit=" points")
+def _gap(s: Spread) -> str:
+    "A gap in points, said as lower or higher."
+    return f"{Spread(abs(s.mean), s.std, s.n).format(unit=' points')} {'lower' if s.mean >= 0 else 'higher'}"
 def _schedule(s) -> str:
     config = next(iter(s.values())).config
     return f"{recipe_length(config['tsra_train'])} per model (the authors: about 2,450 epochs)"
@@ -108,7 +112,7 @@ def _more_or_less(ours: float, paper: float) -> str: return "more" if ours > pap
 CLAIMS = (
     Claim("unpruned TSRA model vs ReLU control", "TSRA {unpruned_gap} points lower", ("unpruned",), _measure_gap,
           (Check("gap", "near", "unpruned_gap", GAP_TOLERANCE),),
-          lambda v: f"TSRA {_pts(v['gap'])} lower ({_pct(v['tsra'])} vs {_pct(v['relu'])})",
+          lambda v: f"TSRA {_gap(v['gap'])} ({_pct(v['tsra'])} vs {_pct(v['relu'])})",
           lambda s, v: f"Schedule: {_schedule(s)}; the final checkpoint is reported, where the authors keep the best one on "
                        "the test set. A short schedule need not favour the two recipes (AdamW for TSRA, SGD for the ReLU "
                        "control) equally."),
@@ -126,7 +130,7 @@ CLAIMS = (
     Claim("fixed ratio, no fine-tuning: CoB better than baseline at every ratio; largest gain",
           "every ratio; up to {largest_gain} points", ("fixed_ratio",), _measure_gains,
           (Check("wins", "every_seed"), Check("gain", "near", "largest_gain")),
-          lambda v: f"{v['won'].mean:g} of {v['ratios'].mean:g} ratios; largest {_pts(v['gain'])} (t = {v['t'].mean:g})",
+          lambda v: f"{v['won'].mean:g} of {v['ratios'].mean:g} ratios; largest {_pts(v['gain'])} (t = {v['t']})",
           lambda s, v: "Ratio grid and schedule: the largest gain depends on which ratios are tried (here "
                        f"{sorted({r.strategy['t'] for r in sweep_rows(s['fixed_ratio'])})}) and on the trained model."),
     Claim("fixed ratio after fine-tuning, 95% removed: CoB, and its gain over baseline", "{cob_95_after}%, +{gain_95_after} points",
@@ -151,7 +155,7 @@ CLAIMS = (
                        f"{sorted({r.strategy['tau'] for r in sweep_rows(s['threshold']) if r.strategy['name'] == 'ProportionOfMax'})}."),
 )
 
-# %% ../nbs/08a_claims.ipynb #0805a570
+# %% ../nbs/08a_claims.ipynb #27b79e39
 @dataclass
 class Verdict:
     "One claim on one run: the measured spreads, this run's value in words, whether it agrees (None off the paper's scale)."
@@ -177,11 +181,11 @@ def judge(run: dict, store_root: str = "results") -> list[Verdict]:
         if not measured: continue
         first, first_measured = measured[0]
         spreads = {k: Spread.of([m[k] for _, m in measured]) for k, v in first_measured.items() if not isinstance(v, str)}
-        words = {k: v for k, v in first_measured.items() if isinstance(v, str)}     # e.g. which strategy, in the first seed measured
+        # words (which strategy, which ratio) may differ between seeds: each value once, in seed order
+        words = {k: " / ".join(dict.fromkeys(m[k] for _, m in measured)) for k, v in first_measured.items() if isinstance(v, str)}
         at_scale = paper_scale(run[claim.experiments[-1]][0].config)
         agrees = all(c.holds(spreads[c.quantity]) for c in claim.checks) if at_scale else None
-        seed = first[claim.experiments[-1]].seed
-        value = claim.describe(spreads) + (f" ({words['strategy']}, seed {seed})" if words else "")
+        value = claim.describe({**spreads, **words}) + (f" ({words['strategy']})" if "strategy" in words else "")
         verdicts.append(Verdict(claim, spreads, value, agrees, claim.cause(first, spreads),
                                 [cite(run[e], store_root) for e in claim.experiments], len(measured)))
     return verdicts
