@@ -67,7 +67,7 @@ def redraw_record(root: Path, notebooks: bool = True) -> list[Path]:
         written.append(notebook)
     return written
 
-# %% ../nbs/09_cli.ipynb #3c893db8
+# %% ../nbs/09_cli.ipynb #c4c82581
 def _print_comparison(comparison, record_dir) -> None:
     total = len(comparison.identical) + len(comparison.different) + len(comparison.not_in_record)
     print(f"\nCompared with the record ({record_dir}/): {len(comparison.identical)} of {total} results files identical.")
@@ -100,7 +100,8 @@ def _reproduce(args) -> int:
             raise SystemExit(f"cob-paper: the workspace {workspace.root} would write into the committed {theirs}; "
                              f"compute in a workspace of its own (--out runs) and let --record copy the results in.")
     workspace.device = join_from_environment(device)     # one process of several under torchrun; else unchanged
-    say = print if is_main() else (lambda *a, **k: None)
+    main_process = is_main()                            # decided now: once a process leaves its group, it is alone
+    say = print if main_process else (lambda *a, **k: None)
     try:
         if named is None and preset == "quick":
             say("No CUDA device: running the QUICK preset (VGG-16 at 1/8 width, 5,000 training images). Its numbers are not "
@@ -108,8 +109,8 @@ def _reproduce(args) -> int:
         say(f"cob-paper reproduce: preset {preset}, seeds {config.seeds}, device {workspace.device}, workspace {workspace.root}/", flush=True)
         summary = reproduce(workspace, config, only=args.only, log=lambda line: say(line, flush=True))
     finally:
-        if not is_main(): leave()
-    if not is_main(): return 0
+        if not main_process: leave()
+    if not main_process: return 0               # only rank 0 reports, draws and records
     say(f"\n{'experiment':<12} seed  status    seconds  file")
     for s in summary: say(f"{s['experiment']:<12} {s['seed']:>4}  {s['status']:<8}  {s['seconds']:7.1f}  {s['file']}")
     run = {k: v for k, v in collect(workspace.results, config).items() if not args.only or k in args.only}
