@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-# %% ../nbs/09_cli.ipynb #0eeda49f
+# %% ../nbs/09_cli.ipynb #873eb2b3
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cob-paper", description="Reproduce 'Change-of-Basis Pruning via Rotational Invariance'.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--quick", action="store_true", help="width-reduced model on a data subset (default without CUDA)")
     size.add_argument("--laptop", action="store_true", help="width-reduced model on all of CIFAR-10: the paper's effect on a CPU")
     size.add_argument("--full", action="store_true", help="the paper's models on all of CIFAR-10 (default with CUDA)")
-    size.add_argument("--preset", help="any preset by name: paper, full, laptop, quick, smoke")
+    size.add_argument("--preset", help="any preset by name (the README's table of presets lists them; an unknown name is refused with the list)")
     rep.add_argument("--only", nargs="+", metavar="EXPERIMENT", help="some of the preset's experiments (default: all)")
     rep.add_argument("--seeds", nargs="+", type=int, metavar="N", help="seeds to run (default: the preset's)")
     rep.add_argument("--out", default="runs", help="the workspace: results, trained models, figures (default: ./runs)")

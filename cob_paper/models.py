@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['NORMS', 'ACTIVATIONS', 'POOLS', 'INITS', 'CONTRACT_CHAPTER', 'MODEL_FILES', 'VGGConfig', 'vgg_widths',
-           'tsra_vgg_config', 'relu_vgg_config', 'PrunableUnit', 'PrunableNetwork', 'prunable_units_of', 'VGG',
-           'count_parameters', 'count_macs', 'save_model', 'load_model']
+           'splits_by_fraction', 'tsra_vgg_config', 'relu_vgg_config', 'PrunableUnit', 'PrunableNetwork',
+           'prunable_units_of', 'VGG', 'count_parameters', 'count_macs', 'save_model', 'load_model']
 
-# %% ../nbs/02_models.ipynb #6076f0fd
+# %% ../nbs/02_models.ipynb #891b392a
 import dataclasses
 import json
 from collections import OrderedDict
@@ -19,16 +19,18 @@ import torch
 import torch.nn as nn
 from torchvision.models.vgg import cfgs as torchvision_vgg_cfgs
 
-from .tsra import TSRA
+import math
+
+from .tsra import TSRA, tsra_second_moment
 from .cob import ChannelRMSNorm
 from .fused import FusedRMSNormTSRA
 from .files import atomic_folder, load_checked, save_checked, write_json
 
-# %% ../nbs/02_models.ipynb #8c2ddf5c
+# %% ../nbs/02_models.ipynb #a8c51659
 NORMS = ("rmsnorm-unlearned", "batchnorm", "none")
 ACTIVATIONS = ("tsra", "relu")
 POOLS = ("avg", "max")
-INITS = ("default", "kaiming-fan-out")
+INITS = ("default", "kaiming-fan-out", "orthogonal", "tsra-gain")
 
 @dataclass
 class VGGConfig:
@@ -103,17 +105,23 @@ class VGGConfig:
                              f"version of cob-paper or edited by hand; save the model again with this version, or fix those keys.")
         return cls(**d)
 
-# %% ../nbs/02_models.ipynb #9c7db6d0
+# %% ../nbs/02_models.ipynb #fa741664
 def vgg_widths(cfg: str = "D", width_multiplier: float = 1.0) -> list:
     "torchvision's VGG trunk `cfg` with every width scaled by `width_multiplier`."
     if cfg not in torchvision_vgg_cfgs:
         raise ValueError(f"unknown VGG cfg {cfg!r}; choose one of {sorted(torchvision_vgg_cfgs)}.")
     return [w if w == "M" else max(2, round(w * width_multiplier)) for w in torchvision_vgg_cfgs[cfg]]
 
-def tsra_vgg_config(cfg="D", width_multiplier=1.0, **overrides) -> VGGConfig:
-    "The paper's CoB model: unlearned RMSNorm, TSRA, average pooling, PyTorch default init."
-    return VGGConfig(**{"widths": vgg_widths(cfg, width_multiplier),
-                        "classifier_widths": [max(2, round(4096 * width_multiplier))] * 2, **overrides})
+def splits_by_fraction(hidden_widths: list[int], u_fraction: float) -> list[list[int]]:
+    "Per hidden width `d`, the split `[d_U, d - d_U]` with `d_U` the nearest whole count to `u_fraction * d` (both at least 1)."
+    if not 0 < u_fraction < 1: raise ValueError(f"u_fraction = {u_fraction!r} must be strictly between 0 and 1 (the share of U).")
+    return [[min(d - 1, max(1, round(u_fraction * d))), d - min(d - 1, max(1, round(u_fraction * d)))] for d in hidden_widths]
+
+def tsra_vgg_config(cfg="D", width_multiplier=1.0, u_fraction: float | None = None, **overrides) -> VGGConfig:
+    "The paper's CoB model: unlearned RMSNorm, TSRA, average pooling, PyTorch default init; U holds `u_fraction` of each width if given."
+    widths, classifier_widths = vgg_widths(cfg, width_multiplier), [max(2, round(4096 * width_multiplier))] * 2
+    splits = {} if u_fraction is None else {"splits": splits_by_fraction([w for w in widths if w != "M"] + classifier_widths, u_fraction)}
+    return VGGConfig(**{"widths": widths, "classifier_widths": classifier_widths, **splits, **overrides})
 
 def relu_vgg_config(cfg="D", width_multiplier=1.0, **overrides) -> VGGConfig:
     "The paper's ReLU control: BatchNorm, ReLU, max pooling, Kaiming-uniform fan_out init."
@@ -205,7 +213,7 @@ def prunable_units_of(model) -> list[PrunableUnit]:
         raise ValueError(f"{what}.prunable_units() has repeated names {sorted({n for n in names if names.count(n) > 1})}; name each unit once.")
     return units
 
-# %% ../nbs/02_models.ipynb #3afd94b9
+# %% ../nbs/02_models.ipynb #3a9fb38e
 def _activation(config: VGGConfig, split, channel_dim: int) -> nn.Module:
     return TSRA(split, channel_dim=channel_dim, **config.tsra) if config.act == "tsra" else nn.ReLU()
 
@@ -239,7 +247,7 @@ class VGG(nn.Module):
                                                     dropout=nn.Dropout(config.dropout))))
             in_features = w
         self.classifier = nn.Sequential(*hidden, nn.Linear(in_features, config.num_classes))
-        if config.init == "kaiming-fan-out": self.apply(_kaiming_fan_out)
+        _initialise(self, config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))
@@ -283,18 +291,33 @@ class VGG(nn.Module):
         return dataclasses.replace(self._config, widths=widths, classifier_widths=classifier_widths, splits=splits,
                                    norm_divisors=divisors if any(d is not None for d in divisors) else None)
 
+def _passed_second_moment(config: VGGConfig, split) -> float:
+    "The share of its input's second moment a hidden layer's activation passes on at initialisation (chapter 0)."
+    if config.act == "relu": return 0.5
+    return tsra_second_moment(split[0] / sum(split), **config.tsra)
+
 @torch.no_grad()
-def _kaiming_fan_out(m: nn.Module):
-    if isinstance(m, (nn.Conv2d, nn.Linear)):
-        nn.init.kaiming_uniform_(m.weight, mode="fan_out", nonlinearity="relu")
-        if m.bias is not None: nn.init.zeros_(m.bias)
+def _initialise(model: "VGG", config: VGGConfig):
+    "Weights by `config.init`, biases zeroed; PyTorch's default init is left as the layers drew it."
+    if config.init == "default": return
+    units = model.prunable_units()
+    layers = [u.producer for u in units] + [units[-1].consumer]
+    # each layer's input: the images (unit second moment), then the activation of the unit before it
+    passed = [1.0] + [_passed_second_moment(config, s) for s in (config.splits or [None] * len(units))]
+    for layer, second_moment in zip(layers, passed):
+        if config.init == "kaiming-fan-out": nn.init.kaiming_uniform_(layer.weight, mode="fan_out", nonlinearity="relu")
+        elif config.init == "orthogonal": nn.init.orthogonal_(layer.weight)
+        else:   # tsra-gain: variance 1 / (fan_in * passed), so each layer's output keeps its input's second moment
+            bound = math.sqrt(3 / (layer.weight[0].numel() * second_moment))
+            nn.init.uniform_(layer.weight, -bound, bound)
+        nn.init.zeros_(layer.bias)
 
 # %% ../nbs/02_models.ipynb #10045e6d
 def count_parameters(model: nn.Module) -> int:
     "Number of parameters (buffers such as BatchNorm running statistics excluded)."
     return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/02_models.ipynb #04b4dbd3
+# %% ../nbs/02_models.ipynb #f893d0d0
 @torch.no_grad()
 def count_macs(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> int:
     "Multiply-accumulates of convs and linears for one input of `input_shape` (default: `model.input_shape`)."
@@ -312,7 +335,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> 
         for h in handles: h.remove()
     return total[0]
 
-# %% ../nbs/02_models.ipynb #cd5a6015
+# %% ../nbs/02_models.ipynb #45fc3637
 MODEL_FILES = ("config.json", "weights.pt")
 
 def save_model(model: VGG, directory) -> Path:
