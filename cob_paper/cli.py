@@ -33,28 +33,31 @@ def _parser() -> argparse.ArgumentParser:
     for p in (rep, fig): p.add_argument("--root", default=".", help="the repository: results/, figures/, nbs/, README.md (default: .)")
     return parser
 
-# %% ../nbs/09_cli.ipynb #a48a37f3
+# %% ../nbs/09_cli.ipynb #5b2a0b9f
 def redraw_record(root: Path, notebooks: bool = True) -> list[Path]:
-    "From `root/results`: each shown preset's figures, the claims, beyond, performance, scaling and presets tables, the index's tables, README.md, the narrative notebooks."
+    "From `root/results`: each preset's figures, the claims, beyond, study, performance, scaling and presets tables, the index's tables, README.md, the narrative notebooks."
     import shutil
     from cob_paper.claims import RUN_COLUMNS, beyond_summary_markdown, claims_markdown
     from cob_paper.experiments import PRESETS, collect, describe
-    from cob_paper.figures import markdown_table, write_run_figures
+    from cob_paper.figures import markdown_table, study_summary_markdown, write_run_figures
     from cob_paper.files import atomic_write
     from cob_paper.reports import execute_notebook, performance_markdown, readme_from_index, scaling_markdown, update_marked_file
     from cob_paper.results import ResultStore
     root = Path(root)
     record_dir, figures_dir, index = root / "results", root / "figures", root / "nbs" / "index.ipynb"
-    runs = {p: run for p in RUN_COLUMNS if (run := collect(ResultStore(record_dir), PRESETS[p]()))}
-    written = [path for p, run in runs.items() for path in write_run_figures(run, figures_dir / p)]
+    shown = {p: run for p in PRESETS if p != "smoke" and (run := collect(ResultStore(record_dir), PRESETS[p]()))}
+    runs = {p: run for p, run in shown.items() if p in RUN_COLUMNS}
+    written = [path for p, run in shown.items() for path in write_run_figures(run, figures_dir / p)]
     for folder in (f for f in figures_dir.iterdir() if f.is_dir()) if figures_dir.exists() else []:
-        if folder.name not in runs: shutil.rmtree(folder)             # a preset no longer in the record
+        if folder.name not in shown: shutil.rmtree(folder)             # a preset no longer in the record
         else:
             for stale in set(folder.iterdir()) - set(written): stale.unlink()
     beyond = next((run for run in runs.values() if "beyond" in run), None)
+    studies = sorted((p for p, run in shown.items() if {"grid", "selected"} <= set(run)), key=lambda p: not PRESETS[p]().paper_scale)
     paper = PRESETS["paper"]().tsra_train
     tables = {"claims": claims_markdown(runs), "performance": performance_markdown(record_dir, runs),
               "beyond": beyond_summary_markdown(beyond) if beyond else "Not run yet.\n",
+              "study": study_summary_markdown(shown[studies[0]]) if studies else "Not run yet.\n",
               "scaling": scaling_markdown(record_dir, paper.steps, paper.batch_size),
               "presets": markdown_table([describe(make()) for name, make in PRESETS.items() if name != "smoke"])}
     for name, text in tables.items():

@@ -5,9 +5,10 @@
 # %% auto #0
 __all__ = ['Run', 'ARM_LABELS', 'run_label', 'save_figure', 'grouped_rows', 'spread_of', 'figure_fixed_ratio',
            'energy_fraction_channels', 'figure_importance_profiles', 'threshold_table', 'unpruned_table',
-           'markdown_table', 'write_table', 'figure_beyond', 'beyond_table', 'write_run_figures']
+           'markdown_table', 'write_table', 'figure_beyond', 'beyond_table', 'describe_variant', 'grid_table',
+           'study_test_table', 'study_sweep_table', 'figure_study_sweep', 'study_summary_markdown', 'write_run_figures']
 
-# %% ../nbs/08_figures.ipynb #26820390
+# %% ../nbs/08_figures.ipynb #afdbab1d
 import csv
 import io
 import json
@@ -17,6 +18,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from .files import atomic_write
+from .models import VGGConfig
 from .results import Result, Spread, SweepRow, cite, data_description, importance_profiles, paper_scale, sweep_rows, trained_models
 
 Run = dict   # experiment name -> list of Result, one per seed
@@ -237,7 +239,89 @@ def beyond_table(beyond: list[Result]) -> list[dict]:
                           "seeds": len(rows)})
     return table
 
-# %% ../nbs/08_figures.ipynb #e1e2d298
+# %% ../nbs/08_figures.ipynb #78de2b1a
+def describe_variant(overrides: dict) -> str:
+    "What a grid variant changes from the paper's TSRA, in `key=value` form."
+    paper, parts = VGGConfig().tsra, []
+    for key, value in overrides.items():
+        if key == "tsra": parts += [f"{k}={v}" for k, v in value.items() if paper.get(k) != v]
+        else: parts.append(f"{key}={value}")
+    return ", ".join(parts) or "the paper's TSRA"
+
+def _holdout_percent(grid: list[Result]) -> dict[str, tuple[dict, list[float]]]:
+    "Per model of the grid (`relu`, `paper`, then each variant): its settings and its held-out accuracy (%) per seed."
+    reference = lambda m: [100 * r.numbers["reference_holdout_accuracy"][m] for r in grid]
+    found = {"relu": (None, reference("relu")), "paper": ({}, reference("tsra"))}
+    for name, first in grid[0].numbers["variants"].items():
+        found[name] = (first["overrides"], [100 * r.numbers["variants"][name]["holdout_accuracy"] for r in grid])
+    return found
+
+def grid_table(grid: list[Result]) -> list[dict]:
+    "The ReLU control, then every TSRA (the paper's and the variants) by mean held-out accuracy: its gap to ReLU, its change from the paper's."
+    found = _holdout_percent(grid)
+    relu, paper = found["relu"][1], found["paper"][1]
+    def row(name, overrides, accuracy):
+        return {"model": "ReLU control" if name == "relu" else name,
+                "settings": "BatchNorm, ReLU, max pooling" if overrides is None else describe_variant(overrides),
+                "held-out accuracy (%)": Spread.of(accuracy).format(),
+                "gap to ReLU (points)": Spread.of([r - a for r, a in zip(relu, accuracy)]).format(),
+                "change from the paper's TSRA (points)": Spread.of([a - p for a, p in zip(accuracy, paper)]).format()}
+    tsras = sorted((n for n in found if n != "relu"), key=lambda n: -Spread.of(found[n][1]).mean)
+    return [row("relu", *found["relu"])] + [row(n, *found[n]) for n in tsras]
+
+def study_test_table(selected: list[Result]) -> list[dict]:
+    "The chosen variant, the paper's TSRA and the ReLU control on the test set (mean ± std over seeds), with each gap to ReLU."
+    chosen = selected[0].numbers["chosen"]["name"]
+    names = {"chosen": f"chosen: {chosen}", "tsra": "the paper's TSRA", "relu": "ReLU control"}
+    relu = [100 * r.numbers["test_accuracy"]["relu"] for r in selected]
+    rows = []
+    for key, label in names.items():
+        accuracy = [100 * r.numbers["test_accuracy"][key] for r in selected]
+        rows.append({"model": label, "test accuracy (%)": Spread.of(accuracy).format(),
+                     "gap to ReLU (points)": Spread.of([r - a for r, a in zip(relu, accuracy)]).format(), "seeds": len(selected)})
+    return rows
+
+def _study_curves(fixed: list[Result], selected: list[Result]) -> list[tuple[str, list]]:
+    "The curves the study compares: (label, groups of rows by strategy) for the paper's TSRA, the chosen variant and ReLU."
+    chosen, paper, picked = selected[0].numbers["chosen"]["name"], grouped_rows(fixed), grouped_rows(selected)
+    return [("paper's TSRA, native basis", paper["baseline"]), ("paper's TSRA, CoB", paper["cob"]),
+            (f"chosen TSRA ({chosen}), native basis", picked["baseline"]), (f"chosen TSRA ({chosen}), CoB", picked["cob"]),
+            ("ReLU control, native basis", paper["relu"])]
+
+def study_sweep_table(fixed: list[Result], selected: list[Result]) -> list[dict]:
+    "Per parameter target: accuracy before → after fine-tuning of each study curve (mean ± std over seeds)."
+    curves, table = _study_curves(fixed, selected), {}
+    for label, groups in curves:
+        for strategy, rows in groups:
+            entry = table.setdefault(_key(strategy), {"target": _strategy_name(strategy)})
+            entry[f"{label} (%)"] = (f"{spread_of(rows, 'accuracy_before_finetune', 100).format()} → "
+                                     f"{spread_of(rows, 'accuracy_after_finetune', 100).format()}")
+    return list(table.values())
+
+def figure_study_sweep(fixed: list[Result], selected: list[Result], store_root: str = "results"):
+    "Accuracy against % parameters removed, before and after fine-tuning: the chosen TSRA variant beside the paper's TSRA and ReLU."
+    _style()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, when in zip(axes, ("before", "after")):
+        field = f"accuracy_{when}_finetune"
+        for label, groups in _study_curves(fixed, selected):
+            _curve(ax, [spread_of(rows, "percent_parameters_removed").mean for _, rows in groups],
+                   [spread_of(rows, field, 100) for _, rows in groups], [[100 * getattr(r, field) for r in rows] for _, rows in groups], label)
+        ax.axhline(10, color="0.75", lw=0.8)
+        ax.set(xlabel="parameters removed (%)", title=f"{when} fine-tuning")
+    axes[0].set(ylabel="test accuracy (%)", ylim=(0, 100))
+    axes[1].legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    _note(fig, selected, store_root)
+    return fig
+
+# %% ../nbs/08_figures.ipynb #4bba6192
+def study_summary_markdown(run: Run, store_root: str = "results") -> str:
+    "The README's study section: the chosen configuration on the test set, then the grid on the held-out images, each with its run."
+    return (markdown_table(study_test_table(run["selected"])) + f"\n{run_label(run['selected'], store_root)}\n\n" +
+            markdown_table(grid_table(run["grid"])) + f"\n{run_label(run['grid'], store_root)}\n")
+
+# %% ../nbs/08_figures.ipynb #d9296433
 def write_run_figures(run: Run, folder: Path, store_root: str = "results") -> list[Path]:
     "The figures and tables of one run (`{experiment: [result per seed]}`) into `folder`."
     folder, written, unpruned = Path(folder), [], run.get("unpruned")
@@ -258,4 +342,13 @@ def write_run_figures(run: Run, folder: Path, store_root: str = "results") -> li
         written += save_figure(figure_beyond(run["beyond"], "speedup", store_root), folder / "beyond_accuracy_vs_speedup")
         written += write_table(beyond_table(run["beyond"]), folder / "beyond_table",
                                f"Beyond the paper: every arm at the same parameter targets. {run_label(run['beyond'], store_root)}")
+    if "grid" in run:
+        written += write_table(grid_table(run["grid"]), folder / "study_grid",
+                               f"TSRA study: every configuration on the held-out images. {run_label(run['grid'], store_root)}")
+    if "selected" in run and "fixed_ratio" in run:
+        written += write_table(study_test_table(run["selected"]), folder / "study_test",
+                               f"TSRA study: the chosen configuration on the test set. {run_label(run['selected'], store_root)}")
+        written += write_table(study_sweep_table(run["fixed_ratio"], run["selected"]), folder / "study_sweep",
+                               f"TSRA study: fixed-ratio pruning of the chosen and the paper's TSRA. {run_label(run['selected'], store_root)}")
+        written += save_figure(figure_study_sweep(run["fixed_ratio"], run["selected"], store_root), folder / "study_sweep")
     return written

@@ -63,3 +63,13 @@ def test_unpack_writes_a_cache_that_load_cifar10_reads(tmp_path):
     data = load_cifar10(tmp_path / "dest", download=False)
     np.testing.assert_array_equal(data.train_images.permute(0, 2, 3, 1).numpy(), train_x)
     np.testing.assert_array_equal(data.test_images.permute(0, 2, 3, 1).numpy(), test_x)
+
+
+def test_study_epochs_fit_the_budget_and_grow_with_it():
+    study = _load("study")
+    probe = {"tsra": {"step_s": 0.045}, "relu": {"step_s": 0.012}, "merge_check": {"statistics_s_per_image": 1e-4},
+             "finetune_rows": [{"finetune_step_s": 0.01, "row_fixed_s": 0.5}]}
+    small, large = study.choose_epochs(probe, 300), study.choose_epochs(probe, 900)
+    assert large["epochs"] > small["epochs"] >= 1 and large["estimated_s"] <= 900 and small["estimated_s"] <= 300
+    assert large["inputs"]["models_per_seed"] == 13
+    assert study.choose_epochs(probe, 900, seeds=3)["epochs"] < large["epochs"]

@@ -57,18 +57,24 @@ def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, train_images: 
                                              "finetune_step_s": finetune_step, "row_fixed_s": row_fixed, "statistics_s": statistics}}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def gpu_run_parser(description: str, seeds: int, schedule_file: str) -> argparse.ArgumentParser:
+    "The options every lent-GPU run script takes (this one and study.py)."
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--probe", default="probe.json")
-    parser.add_argument("--budget", type=float, required=True, help="seconds the whole reproduction may take")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=float, help="override the chosen training epochs")
-    parser.add_argument("--finetune-epochs", type=float, help="override the chosen fine-tuning epochs")
+    parser.add_argument("--budget", type=float, required=True, help="seconds the whole run may take")
+    parser.add_argument("--seeds", type=int, default=seeds)
     parser.add_argument("--data", default=None)
     parser.add_argument("--runs", default="runs", help="the workspace (trained weights stay here, results are copied to OUT)")
-    parser.add_argument("--out", default="gpu-out", help="results go to OUT/results, the schedule to OUT/schedule.json")
+    parser.add_argument("--out", default="gpu-out", help=f"results go to OUT/results, the schedule to OUT/{schedule_file}")
     parser.add_argument("--dry-run", action="store_true", help="only choose and print the schedule")
-    parser.add_argument("--check", action="store_true", help="run the smoke config instead (a CPU check of this script)")
+    parser.add_argument("--check", action="store_true", help="a smoke-sized config instead (a CPU check of the script)")
+    return parser
+
+
+def main():
+    parser = gpu_run_parser(__doc__, 3, "schedule.json")
+    parser.add_argument("--epochs", type=float, help="override the chosen training epochs")
+    parser.add_argument("--finetune-epochs", type=float, help="override the chosen fine-tuning epochs")
     args = parser.parse_args()
     started, device = time.perf_counter(), "cuda" if torch.cuda.is_available() else "cpu"
     probe = json.loads(Path(args.probe).read_text())

@@ -3,6 +3,8 @@
 # the whole paper on one GPU). CIFAR-10 travels packed (tools/gpu/pack_cifar10.py pack, here, first):
 #   call 1, carry [".data/packed/a"]:  COB_PAPER_GIT_COMMIT=<commit> [LADDER_S=150] bash tools/gpu/stage.sh probe
 #   call 2, carry [".data/packed/b"]:  COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh main <budget seconds>
+#   then, or instead of call 2 (carry [".data/packed/b"] if the data is not unpacked yet):
+#                                      COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh study <budget seconds>
 # Call 1 unpacks its half of the data while tools/gpu/probe.py times the engine; call 2 unpacks
 # the rest, then tools/gpu/reproduce.py chooses the schedule and runs every experiment.
 # What comes back under $OUT: logs, probe.json / schedule.json, results/*.json.
@@ -30,5 +32,11 @@ case "${1:-}" in
     (cd .data/cifar10 && sha256sum -c --quiet SHA256SUMS) || { echo "CIFAR-10 incomplete in .data/cifar10"; exit 1; }
     python tools/gpu/reproduce.py --probe .data/probe.json --budget "$budget" --data .data/cifar10 --runs .data/runs \
       --out "$OUT" 2> "$OUT/progress.log" | tee "$OUT/reproduce.log" ;;
-  *) echo "usage: bash tools/gpu/stage.sh probe | main <budget seconds>"; exit 2 ;;
+  study)
+    budget=${2:?give the budget in seconds}
+    (cd .data/cifar10 2>/dev/null && sha256sum -c --quiet SHA256SUMS) || python tools/gpu/pack_cifar10.py unpack 2>&1 | tee "$OUT/unpack-b.log"
+    (cd .data/cifar10 && sha256sum -c --quiet SHA256SUMS) || { echo "CIFAR-10 incomplete in .data/cifar10"; exit 1; }
+    python tools/gpu/study.py --probe .data/probe.json --budget "$budget" --data .data/cifar10 --runs .data/runs \
+      --out "$OUT" 2> "$OUT/study-progress.log" | tee "$OUT/study.log" ;;
+  *) echo "usage: bash tools/gpu/stage.sh probe | main <budget seconds> | study <budget seconds>"; exit 2 ;;
 esac

@@ -1,0 +1,75 @@
+"""The TSRA study (issue 17) inside lent-GPU commands: choose the epochs per model from the probe, then run it stage by stage.
+
+The grid trains 1 + len(TSRA_STUDY_VARIANTS) TSRA models and the ReLU control per seed, all at the same schedule;
+the fixed-ratio sweeps of the paper's TSRA and of the chosen variant follow. The epochs per model are the most that
+the step times measured by `tools/gpu/probe.py` on the same machine say will let all of it finish within `--budget`
+seconds for `--seeds` seeds. Each experiment's results files are copied to `OUT/results` as soon as they are written,
+and a model of the grid that a command cut short had finished is reloaded, not retrained, by the next command on the
+same warm machine (the workspace stays in `--runs`). The chosen epochs become `STUDY_EPOCHS` afterwards, so that
+`cob-paper reproduce --preset tsra_study` names the same config.
+
+    python tools/gpu/study.py --probe .data/probe.json --budget 400 --out $OUT --runs .data/runs     # on the GPU
+    python tools/gpu/study.py --probe /tmp/probe.json --budget 60 --out /tmp/study --runs /tmp/study/runs --check   # CPU
+"""
+import json, math, shutil, time
+from pathlib import Path
+
+import torch
+
+from cob_paper.experiments import (ReproductionConfig, TSRA_STUDY_VARIANTS, Workspace, reproduce, smoke_config, tsra_study_config,
+                                   tsra_study_experiments)
+from cob_paper.files import provenance, write_json
+from cob_paper.train import steps_per_epoch
+from reproduce import FIXED_OVERHEAD_S, gpu_run_parser, sweep_rows     # tools/gpu/reproduce.py: the same options, overhead, rows
+
+STAGES = ("unpruned", "grid", "fixed_ratio", "selected")
+
+
+def choose_epochs(probe: dict, budget_s: float, seeds: int = 1, template: ReproductionConfig | None = None,
+                  train_images: int = 45_000) -> dict:
+    "Whole epochs per model that let `seeds` seeds of the study fit `budget_s` (at least 1), and the estimate."
+    template = template or tsra_study_config()
+    per_epoch = steps_per_epoch(train_images, template.tsra_train.batch_size)
+    tsra_models = 1 + len(template.experiments["grid"]["variants"])
+    train_epoch = per_epoch * (tsra_models * probe["tsra"]["step_s"] + probe["relu"]["step_s"])
+    fits = [r for r in probe["finetune_rows"] if "finetune_step_s" in r]
+    finetune_step = sum(r["finetune_step_s"] for r in fits) / len(fits)
+    row_fixed = sum(r["row_fixed_s"] for r in fits) / len(fits)
+    rows = sweep_rows(template, ["fixed_ratio"]) + len(template.experiments["selected"]["arms"]) * len(template.experiments["selected"]["strategies"])
+    finetune_epochs = template.finetune.epochs
+    statistics = 3 * template.calibration_size * probe["merge_check"]["statistics_s_per_image"]   # paper's TSRA, ReLU, chosen
+    per_seed_fixed = statistics + rows * (row_fixed + finetune_epochs * per_epoch * finetune_step)
+    epochs = max(1, math.floor(((budget_s - FIXED_OVERHEAD_S) / seeds - per_seed_fixed) / train_epoch))
+    return {"epochs": epochs, "seeds": seeds, "estimated_s": FIXED_OVERHEAD_S + seeds * (per_seed_fixed + epochs * train_epoch),
+            "budget_s": budget_s, "inputs": {"steps_per_epoch": per_epoch, "models_per_seed": tsra_models + 1, "rows_per_seed": rows,
+                                             "train_epoch_s": train_epoch, "statistics_s": statistics}}
+
+
+def main():
+    parser = gpu_run_parser(__doc__, 1, "study_schedule.json")
+    parser.add_argument("--epochs", type=int, help="override the chosen epochs per model (e.g. to resume with the same config)")
+    args = parser.parse_args()
+    started, device = time.perf_counter(), "cuda" if torch.cuda.is_available() else "cpu"
+    probe = json.loads(Path(args.probe).read_text())
+    seeds = list(range(args.seeds))
+    schedule = choose_epochs(probe, args.budget, args.seeds, tsra_study_config(seeds=seeds))
+    if args.epochs: schedule["epochs"] = args.epochs
+    config = tsra_study_config(epochs=schedule["epochs"], seeds=seeds)
+    if args.check:
+        two = dict(list(TSRA_STUDY_VARIANTS.items())[:2])
+        config = smoke_config(seeds=seeds, holdout=200, experiments=tsra_study_experiments(seeds, (0.5,), two))
+    out = Path(args.out)
+    schedule.update({"digests": {n: config.digest(n) for n in config.experiments}, "probe": probe, **provenance(device)})
+    write_json(out / "study_schedule.json", schedule)
+    print(f"study: {schedule['epochs']} epochs per model, {args.seeds} seed(s), estimated {schedule['estimated_s']:.0f} s "
+          f"of a {args.budget:.0f} s budget", flush=True)
+    if args.dry_run: return
+    workspace = Workspace(Path(args.runs), args.data, device)
+    for name in STAGES:
+        reproduce(workspace, config, only=[name])
+        shutil.copytree(workspace.results.root, out / "results", dirs_exist_ok=True)
+        print(f"== {name} done at {time.perf_counter() - started:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
