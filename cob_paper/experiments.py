@@ -13,7 +13,7 @@ __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES',
            'basis_and_importance', 'prepared_arm', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant',
            'run_selected', 'reproduce', 'collect', 'record_run']
 
-# %% ../nbs/07_experiments.ipynb #d9f122a8
+# %% ../nbs/07_experiments.ipynb #1b25e957
 import copy
 import dataclasses
 import hashlib
@@ -28,7 +28,7 @@ import torch
 
 from .data import CIFAR10, batches, calibration_indices, holdout_split, load_cifar10
 from .distributed import all_gather_objects, barrier, is_main, mine, world
-from .files import provenance, tensors_sha256
+from .files import git_commit, provenance, tensors_sha256
 from .models import VGG, VGGConfig, count_macs, count_parameters, load_model, relu_vgg_config, save_model, tsra_vgg_config
 from .prune import (ParameterTarget, PlanRefused, ProportionOfMax, ProportionOfMean, ProportionOfMedian, ZScore,
                              prune, strategy_from_dict, strategy_to_dict)
@@ -502,7 +502,7 @@ def run_selected(run: SeedRun, spec: dict, log: Callable = print) -> tuple[dict,
     sweep_numbers, timing = run_sweep(run, spec, log, arms)
     return {"chosen": chosen, "test_accuracy": test_accuracy, **sweep_numbers}, timing
 
-# %% ../nbs/07_experiments.ipynb #f510e93c
+# %% ../nbs/07_experiments.ipynb #38f88a18
 RUNNERS = {"unpruned": run_unpruned, "importance": run_importance, "sweep": run_sweep, "grid": run_grid, "selected": run_selected}
 
 def _needed_models(config: ReproductionConfig, names: list[str]) -> set[str]:
@@ -554,6 +554,7 @@ def reproduce(workspace: Workspace, config: ReproductionConfig, only: list[str] 
     if unknown: raise ValueError(f"unknown experiments {unknown} for preset {config.preset}; choose from {list(config.experiments)}.")
     names = [n for n in config.experiments if not only or n in only]
     _check_plan(workspace, config, names)
+    code = git_commit()      # the code this process runs, read once: a commit made during a long run must not relabel its results
     if is_main(): load_cifar10(workspace.data_root)            # a first download happens once, on one process
     barrier()
     cifar, summary = load_cifar10(workspace.data_root), []
@@ -571,7 +572,7 @@ def reproduce(workspace: Workspace, config: ReproductionConfig, only: list[str] 
                 if is_main():
                     workspace.results.write(Result(name, config.preset, seed, digest, config.to_dict(), numbers,
                                                    {"wall_time_s": round(time.perf_counter() - started, 3), **timing},
-                                                   {**provenance(workspace.device), "processes": world()[1]}))
+                                                   {**provenance(workspace.device), "git_commit": code, "processes": world()[1]}))
                 barrier()
             summary.append({"experiment": name, "seed": seed, "status": "reused" if reused else "computed",
                             "seconds": round(time.perf_counter() - started, 1), "file": str(path)})
