@@ -38,7 +38,7 @@ from .stats import (collect_statistics, importance_in_basis, load_statistics, na
                              rotate_model, rotation_and_importance, save_statistics)
 from .train import Execution, TrainConfig, evaluate, finetune_recipe, relu_recipe, train, tsra_recipe
 
-# %% ../nbs/07_experiments.ipynb #f66c0133
+# %% ../nbs/07_experiments.ipynb #01662b07
 @dataclass
 class RunSettings:
     "How a run executes, which never changes its numbers beyond float rounding: never hashed."
@@ -78,9 +78,9 @@ class ReproductionConfig:
                              "set holdout (e.g. 5000) so that the test set chooses nothing.")
         names = list(self.experiments)
         for name, spec in self.experiments.items():
-            if spec["kind"] == "selected" and not (spec["grid"] in names[:names.index(name)]
+            if spec["kind"] == "selected" and not (spec.get("grid") in names[:names.index(name)]
                                                    and self.experiments[spec["grid"]]["kind"] == "grid"):
-                raise ValueError(f"experiment {name!r} selects from {spec['grid']!r}, which is not a grid experiment "
+                raise ValueError(f"experiment {name!r} selects from {spec.get('grid')!r}, which is not a grid experiment "
                                  f"before it in this config ({names}); put the grid first.")
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
@@ -166,7 +166,7 @@ def selected_sweep(grid_name: str, choose_with_seeds, arms: list[str], strategie
     return {"kind": "selected", "grid": grid_name, "choose_with_seeds": sorted(choose_with_seeds), "arms": list(arms),
             "strategies": [strategy_to_dict(s) for s in strategies]}
 
-# %% ../nbs/07_experiments.ipynb #9a838f46
+# %% ../nbs/07_experiments.ipynb #5ac6ba5b
 FULL_EPOCHS, FULL_FINETUNE_EPOCHS = 100, 3
 
 def default_device() -> str: return "cuda" if torch.cuda.is_available() else "cpu"
@@ -239,6 +239,7 @@ def tsra_study_experiments(seeds, ratios, variants: dict = TSRA_STUDY_VARIANTS) 
 
 def tsra_study_config(epochs: float = STUDY_EPOCHS, seeds=(0,), **overrides) -> ReproductionConfig:
     "The TSRA study for one GPU: full width, CIFAR-10 less 5,000 held-out training images, `epochs` per model."
+    epochs = int(epochs) if float(epochs).is_integer() else epochs      # 15 and 15.0 must name the same config
     return ReproductionConfig(**{"preset": "tsra_study", "seeds": list(seeds), "holdout": 5000,
                                  "experiments": tsra_study_experiments(seeds, PAPER_RATIOS),
                                  "tsra_train": tsra_recipe(epochs=epochs, warmup_steps=-1), "relu_train": relu_recipe(epochs=epochs),
@@ -265,7 +266,7 @@ def describe(config: ReproductionConfig) -> dict:
             "fine-tuning": recipe_length(dataclasses.asdict(config.finetune)), "experiments": ", ".join(config.experiments),
             "seeds": len(config.seeds), "for": "a GPU" if config.paper_scale else "a CPU"}
 
-# %% ../nbs/07_experiments.ipynb #9b83e3b5
+# %% ../nbs/07_experiments.ipynb #5ac27e11
 @dataclass
 class Workspace:
     "Where a run computes: results (the record's layout), trained models with their statistics, figures; default `./runs`."
@@ -284,12 +285,12 @@ class Workspace:
 class MissingModelError(FileNotFoundError):
     "A trained model a run needs is not in the workspace (runs never train behind the caller's back)."
 
-def _trained_dir(workspace: Workspace, config: "ReproductionConfig", seed: int, model: str) -> Path:
-    "The folder of a trained model, refused (with the command that makes it) if it holds none."
+def _trained_dir(workspace: Workspace, config: "ReproductionConfig", seed: int, model: str, made_by: str = "unpruned") -> Path:
+    "The folder of a trained model, refused (with the command that makes it: the experiment `made_by`) if it holds none."
     directory = workspace.model_dir(config, seed, model)
     if not (directory / "config.json").exists():
         raise MissingModelError(f"no trained {model} model for seed {seed} in {directory}; train it with `cob-paper reproduce "
-                                f"--preset {config.preset} --seeds {seed} --only unpruned --out {workspace.root}`.")
+                                f"--preset {config.preset} --seeds {seed} --only {made_by} --out {workspace.root}`.")
     return directory
 
 # %% ../nbs/07_experiments.ipynb #16b89a04
@@ -502,7 +503,7 @@ def run_selected(run: SeedRun, spec: dict, log: Callable = print) -> tuple[dict,
     sweep_numbers, timing = run_sweep(run, spec, log, arms)
     return {"chosen": chosen, "test_accuracy": test_accuracy, **sweep_numbers}, timing
 
-# %% ../nbs/07_experiments.ipynb #38f88a18
+# %% ../nbs/07_experiments.ipynb #243d3c64
 RUNNERS = {"unpruned": run_unpruned, "importance": run_importance, "sweep": run_sweep, "grid": run_grid, "selected": run_selected}
 
 def _needed_models(config: ReproductionConfig, names: list[str]) -> set[str]:
@@ -522,6 +523,11 @@ def _check_choices(workspace: Workspace, config: ReproductionConfig, names: list
             raise FileNotFoundError(f"{name!r} chooses with seeds {spec['choose_with_seeds']}, and the {spec['grid']!r} results of seeds "
                                     f"{missing} are neither in {workspace.results.root} nor made by this run; run `cob-paper reproduce "
                                     f"--preset {config.preset} --seeds {' '.join(map(str, spec['choose_with_seeds']))}`.")
+        if made_here: continue
+        # the grid is not part of this run: the chosen model must already be trained for every seed the run sweeps
+        chosen = chosen_variant(workspace.results, config, spec)
+        model = "tsra" if chosen["name"] == "paper" else variant_key(chosen["name"], chosen["overrides"])
+        for seed in config.seeds: _trained_dir(workspace, config, seed, model, made_by="unpruned" if model == "tsra" else spec["grid"])
 
 def _check_plan(workspace: Workspace, config: ReproductionConfig, names: list[str]):
     _check_arms(config)
@@ -535,10 +541,12 @@ def _check_plan(workspace: Workspace, config: ReproductionConfig, names: list[st
         for name in sorted(_needed_models(config, names)): _trained_dir(workspace, config, seed, name)
 
 def _done(workspace: Workspace, config: ReproductionConfig, name: str, seed: int) -> bool:
-    "Whether the workspace holds `name`'s result for `seed` (and, for the trained models, the models themselves)."
+    "Whether the workspace holds `name`'s result for `seed` (and, for experiments that train, the trained models themselves)."
     if not workspace.results.path(config.preset, name, config.digest(name), seed).exists(): return False
-    return config.experiments[name]["kind"] != "unpruned" or all(
-        (workspace.model_dir(config, seed, m) / "config.json").exists() for m in MODELS)
+    spec = config.experiments[name]
+    trained = list(MODELS) if spec["kind"] == "unpruned" else \
+        [variant_key(n, o) for n, o in spec["variants"].items()] if spec["kind"] == "grid" else []
+    return all((workspace.model_dir(config, seed, m) / "config.json").exists() for m in trained)
 
 def _stages(config: ReproductionConfig, names: list[str]) -> list[list[str]]:
     "`names` in stages: an experiment that reads several seeds' results starts a new stage, run once every seed finished the last."

@@ -46,12 +46,16 @@ def choose_epochs(probe: dict, budget_s: float, seeds: int = 1, template: Reprod
 
 
 def main():
-    parser = gpu_run_parser(__doc__, 1, "study_schedule.json")
+    preset_seeds = tsra_study_config().seeds
+    parser = gpu_run_parser(__doc__, len(preset_seeds), "study_schedule.json")
     parser.add_argument("--epochs", type=int, help="override the chosen epochs per model (e.g. to resume with the same config)")
     args = parser.parse_args()
     started, device = time.perf_counter(), "cuda" if torch.cuda.is_available() else "cpu"
     probe = json.loads(Path(args.probe).read_text())
     seeds = list(range(args.seeds))
+    if seeds != preset_seeds and not args.check:   # the preset names the results: other seeds would not be the record's config
+        raise SystemExit(f"the tsra_study preset runs seeds {preset_seeds}; change its default seeds in nbs/07_experiments.ipynb "
+                         f"first, then run this with --seeds {args.seeds}.")
     schedule = choose_epochs(probe, args.budget, args.seeds, tsra_study_config(seeds=seeds))
     if args.epochs: schedule["epochs"] = args.epochs
     config = tsra_study_config(epochs=schedule["epochs"], seeds=seeds)
