@@ -12,7 +12,7 @@ import os
 import torch
 import torch.distributed as dist
 
-# %% ../nbs/01c_distributed.ipynb #515ee1fb
+# %% ../nbs/01c_distributed.ipynb #d01d23c1
 def world() -> tuple[int, int]:
     "`(rank, number of processes)`; `(0, 1)` outside a process group."
     return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
@@ -26,7 +26,7 @@ def barrier():
     if world()[1] > 1: dist.barrier()
 
 def share_of(n: int) -> slice:
-    "This rank's contiguous share of `n` items (a batch, or a list of jobs split evenly)."
+    "This rank's contiguous share of a batch of `n` items, split evenly (jobs are shared out by `mine`)."
     rank, size = world()
     if n % size: raise ValueError(f"a batch of {n} cannot be split evenly over {size} processes; choose a batch size divisible "
                                   f"by the number of processes (torchrun --nproc-per-node), or another number of processes.")

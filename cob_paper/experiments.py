@@ -11,7 +11,7 @@ __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES',
            'laptop_config', 'smoke_config', 'tsra_study_experiments', 'tsra_study_config', 'tsra_study_laptop_config',
            'describe', 'Workspace', 'MissingModelError', 'SeedRun', 'run_unpruned', 'variant_key', 'run_grid',
            'basis_and_importance', 'prepared_arm', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant',
-           'run_selected', 'reproduce', 'collect', 'record_run']
+           'chosen_model', 'run_selected', 'reproduce', 'collect', 'record_run']
 
 # %% ../nbs/07_experiments.ipynb #1b25e957
 import copy
@@ -477,7 +477,7 @@ def run_importance(run: SeedRun, spec: dict) -> tuple[dict, dict]:
                                "importance": [float(f"{float(v):.7g}") for v in imp]} for s, imp in zip(stats, importance)]
     return {"profiles": profiles}, {}
 
-# %% ../nbs/07_experiments.ipynb #22746177
+# %% ../nbs/07_experiments.ipynb #74465738
 def chosen_variant(store: ResultStore, config: ReproductionConfig, spec: dict) -> dict:
     "The grid's variant (or `paper`, the paper's TSRA) with the best mean held-out accuracy over `spec['choose_with_seeds']`."
     grid_name = spec["grid"]
@@ -494,16 +494,20 @@ def chosen_variant(store: ResultStore, config: ReproductionConfig, spec: dict) -
     overrides = {} if best == "paper" else config.experiments[grid_name]["variants"][best]
     return {"name": best, "overrides": overrides, "mean_holdout_accuracy": means, "seeds": sorted(found)}
 
+def chosen_model(chosen: dict) -> str:
+    "The trained model of a choice: `tsra` (trained by `unpruned`) for the paper's TSRA, else the variant's folder."
+    return "tsra" if chosen["name"] == "paper" else variant_key(chosen["name"], chosen["overrides"])
+
 def run_selected(run: SeedRun, spec: dict, log: Callable = print) -> tuple[dict, dict]:
     "The chosen variant; the test accuracy of it, the paper's TSRA and the ReLU control; its sweep with the spec's arms."
     chosen = chosen_variant(run.workspace.results, run.config, spec)
-    model_name = "tsra" if chosen["name"] == "paper" else variant_key(chosen["name"], chosen["overrides"])
+    model_name = chosen_model(chosen)
     test_accuracy = {"chosen": evaluate(run.model(model_name), *run.test), **{m: evaluate(run.model(m), *run.test) for m in MODELS}}
     arms = {a: dataclasses.replace(ARMS[a], model=model_name) for a in spec["arms"]}
     sweep_numbers, timing = run_sweep(run, spec, log, arms)
     return {"chosen": chosen, "test_accuracy": test_accuracy, **sweep_numbers}, timing
 
-# %% ../nbs/07_experiments.ipynb #243d3c64
+# %% ../nbs/07_experiments.ipynb #cd17480f
 RUNNERS = {"unpruned": run_unpruned, "importance": run_importance, "sweep": run_sweep, "grid": run_grid, "selected": run_selected}
 
 def _needed_models(config: ReproductionConfig, names: list[str]) -> set[str]:
@@ -525,8 +529,7 @@ def _check_choices(workspace: Workspace, config: ReproductionConfig, names: list
                                     f"--preset {config.preset} --seeds {' '.join(map(str, spec['choose_with_seeds']))}`.")
         if made_here: continue
         # the grid is not part of this run: the chosen model must already be trained for every seed the run sweeps
-        chosen = chosen_variant(workspace.results, config, spec)
-        model = "tsra" if chosen["name"] == "paper" else variant_key(chosen["name"], chosen["overrides"])
+        model = chosen_model(chosen_variant(workspace.results, config, spec))
         for seed in config.seeds: _trained_dir(workspace, config, seed, model, made_by="unpruned" if model == "tsra" else spec["grid"])
 
 def _check_plan(workspace: Workspace, config: ReproductionConfig, names: list[str]):
