@@ -73,3 +73,40 @@ def test_study_epochs_fit_the_budget_and_grow_with_it():
     assert large["epochs"] > small["epochs"] >= 1 and large["estimated_s"] <= 900 and small["estimated_s"] <= 300
     assert large["inputs"]["models_per_seed"] == 13
     assert study.choose_epochs(probe, 900, seeds=3)["epochs"] < large["epochs"]
+
+
+def _ladder(fused_difference=0.0, compiled_first_step=60.0):
+    row = lambda model, rung, rate, first=0.1, difference=0.0: {"model": model, "rung": rung, "train_images_per_s": rate,
+                                                                 "first_step_s": first, "max_abs_logit_difference": difference}
+    return {"config": {"batch_size": 1024}, "rows": [
+        row("tsra", "eager", 22_000), row("relu", "eager", 80_000), row("tsra", "fused", 44_000, difference=fused_difference),
+        row("tsra", "compiled", 70_000, compiled_first_step), row("relu", "compiled", 100_000, compiled_first_step),
+        {"model": "tsra", "rung": "compiled+fused", "error": "RuntimeError: no compiler"}]}
+
+
+def test_engine_is_the_usable_rung_that_trains_longest():
+    probe = {"tsra": {"step_s": 0.045}, "relu": {"step_s": 0.012}, "merge_check": {"statistics_s_per_image": 1e-4},
+             "finetune_rows": [{"finetune_step_s": 0.02, "row_fixed_s": 0.5}], "fused_check": {"ok": True}}
+    choose = gpu_reproduce.choose_engine_and_schedule
+    assert choose(probe, 500, 3)["engine"]["rung"] == "eager (probe)"                  # no ladder: the probe's engine
+    chosen = choose(probe, 500, 3, _ladder())
+    assert chosen["engine"]["rung"] == "fused" and chosen["estimated_s"] <= 500          # compiling 6 models does not pay here
+    assert set(chosen["engines_considered"]) == {"eager", "fused", "compiled"}          # the failed rung is not considered
+    assert chosen["epochs"] > choose(probe, 500, 3)["epochs"]
+    assert choose(probe, 5000, 1, _ladder(compiled_first_step=1.0))["engine"]["rung"] == "compiled"   # a long run repays it
+    # a rung that computes another function, or a fused unit whose gradients the probe found wrong here, is never used
+    assert choose(probe, 500, 3, _ladder(fused_difference=0.1))["engine"]["rung"] != "fused"
+    assert choose({**probe, "fused_check": {"ok": False}}, 500, 3, _ladder())["engine"]["rung"] != "fused"
+
+
+def test_results_leave_in_one_archive_replaced_whole(tmp_path):
+    import tarfile
+    root = tmp_path / "runs" / "results"; (root / "full").mkdir(parents=True)
+    (root / "full" / "unpruned-abc-seed0.json").write_text("{}")
+    out = tmp_path / "out"; out.mkdir()
+    gpu_reproduce.export_results(root, out)
+    (root / "full" / "importance-def-seed0.json").write_text("{}")
+    archive = gpu_reproduce.export_results(root, out)
+    with tarfile.open(archive) as tar: names = sorted(n for n in tar.getnames() if n.endswith(".json"))
+    assert names == ["results/full/importance-def-seed0.json", "results/full/unpruned-abc-seed0.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["results.tar"]

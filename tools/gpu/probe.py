@@ -23,6 +23,34 @@ from cob_paper.speed import timed
 from cob_paper.train import Execution, evaluate, finetune_recipe, relu_recipe, train, tsra_recipe
 
 
+def fused_unit_check(device: torch.device) -> dict:
+    """The fused RMSNorm + TSRA unit (its Triton kernel on CUDA) against the unfused reference on this machine: output and
+    input gradient, in float32 and bf16, channels-last (the layout training uses). `reproduce.py` trains with the fused
+    unit only if this passes here, since the ladder's own check compares forward outputs only."""
+    from cob_paper.fused import FusedRMSNormTSRA, HAS_TRITON
+    from cob_paper.models import ChannelRMSNorm
+    from cob_paper.tsra import TSRA
+    norm, activation = ChannelRMSNorm(), TSRA((64, 64))
+    fused = FusedRMSNormTSRA.from_pair(norm, activation)
+    check = {"backend_available": bool(HAS_TRITON and device.type == "cuda")}
+    for dtype, tolerance in ((torch.float32, 1e-4), (torch.bfloat16, 5e-2)):
+        x = torch.randn(64, 128, 16, 16, generator=torch.Generator().manual_seed(1)).to(device, dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(2)).to(device, dtype)
+        outputs = []
+        for unit in (fused, lambda t: activation(norm(t.float())).to(dtype)):
+            t = x.detach().clone().requires_grad_(True)
+            y = unit(t); y.backward(grad)
+            outputs.append((y.detach().float(), t.grad.detach().float()))
+        (y, g), (y_ref, g_ref) = outputs
+        name = str(dtype).removeprefix("torch.")
+        check[name] = {"max_abs_output_difference": (y - y_ref).abs().max().item(),
+                       "max_abs_gradient_difference": (g - g_ref).abs().max().item(), "tolerance": tolerance}
+        check[name]["ok"] = max(check[name]["max_abs_output_difference"], check[name]["max_abs_gradient_difference"]) <= tolerance
+    check["ok"] = all(check[n]["ok"] for n in ("float32", "bfloat16"))
+    return check
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -64,6 +92,11 @@ def main():
     result["merge_check"] = {"max_abs_logit_change": (after - before).abs().max().item(),
                              "max_abs_logit": before.abs().max().item(), "statistics_s_per_image": stats_seconds / 2000}
     print("merge", result["merge_check"], flush=True)
+
+    try: result["fused_check"] = fused_unit_check(device)
+    except Exception as e:          # a kernel that fails here is a finding, and the run trains without it
+        result["fused_check"] = {"ok": False, "error": f"{type(e).__name__}: {e}"[:500]}
+    print("fused", result["fused_check"], flush=True)
 
     rows = []
     for target in (0.3, 0.8):

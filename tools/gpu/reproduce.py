@@ -13,12 +13,12 @@ afterwards, so that `cob-paper reproduce --full` names the same config.
     python tools/gpu/reproduce.py --probe probe.json --budget 450 --out $OUT --runs .data/runs   # on the GPU
     python tools/gpu/reproduce.py --probe /tmp/probe.json --budget 60 --out /tmp/check --runs /tmp/check/runs --check   # CPU
 """
-import argparse, dataclasses, json, math, shutil, time
+import argparse, dataclasses, json, math, os, tarfile, time
 from pathlib import Path
 
 import torch
 
-from cob_paper.experiments import Workspace, full_config, reproduce, smoke_config
+from cob_paper.experiments import RunSettings, Workspace, full_config, reproduce, smoke_config
 from cob_paper.files import provenance, write_json
 from cob_paper.train import steps_per_epoch
 
@@ -34,27 +34,81 @@ def sweep_rows(config, names=PAPER_EXPERIMENTS) -> int:
     return sum(len(s["arms"]) * len(s["strategies"]) for s in specs)
 
 
-def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, train_images: int = 50_000, calibration_images: int = 10_000) -> dict:
-    "Epochs per model and fine-tuning epochs that let `seeds` seeds of the paper experiments fit `budget_s`."
+def row_costs(probe: dict) -> tuple[float, float]:
+    "Seconds per fine-tuning step of a pruned model, and a sweep row's fixed seconds (prune, evaluate twice), from the probe."
+    fits = [r for r in probe["finetune_rows"] if "finetune_step_s" in r]
+    if not fits: raise ValueError("the probe has no fine-tuning rows timed at two lengths; run tools/gpu/probe.py again.")
+    # the dearest row's costs, not the mean: the threshold table's rows remove little, so they fine-tune large models
+    return max(max(r["finetune_step_s"] for r in fits), 0.0), max(max(r["row_fixed_s"] for r in fits), 0.0)
+
+
+# ladder rung -> (compile, fused TSRA unit); the ReLU control has no fused unit, so it runs the rung without "fused"
+ENGINES = {"eager": (False, False), "fused": (False, True), "compiled": (True, False), "compiled+fused": (True, True)}
+LOGIT_TOLERANCE = 1e-4      # float32 logits of the same weights: a rung that differs by more computes another function
+
+
+def probe_engine(probe: dict) -> dict:
+    "The engine the probe timed: eager, unfused."
+    return {"rung": "eager (probe)", "compile": False, "fused_tsra": False,
+            "step_s": {m: probe[m]["step_s"] for m in ("tsra", "relu")}, "first_step_s": {"tsra": 0.0, "relu": 0.0}}
+
+
+def ladder_engines(ladder: dict, probe: dict) -> list[dict]:
+    """The rungs of the engine ladder (bench/train_throughput.py, same machine) usable for the run: measured for both
+    models without error, the same function as the eager model (`LOGIT_TOLERANCE`), and, for the fused unit, its forward
+    and backward checked against the reference on this machine by the probe (`fused_check`)."""
+    rows = {(r["model"], r["rung"]): r for r in ladder["rows"] if "error" not in r}
+    batch, engines = ladder["config"]["batch_size"], []
+    for rung, (compile, fused) in ENGINES.items():
+        measured = {"tsra": rows.get(("tsra", rung)), "relu": rows.get(("relu", "compiled" if compile else "eager"))}
+        if not all(measured.values()) or max(r["max_abs_logit_difference"] for r in measured.values()) > LOGIT_TOLERANCE: continue
+        if fused and not probe.get("fused_check", {}).get("ok"): continue
+        engines.append({"rung": rung, "compile": compile, "fused_tsra": fused,
+                        "step_s": {m: batch / r["train_images_per_s"] for m, r in measured.items()},
+                        # a compiled model compiles again for each fresh model, so its first step is paid per model and seed
+                        "first_step_s": {m: r["first_step_s"] if compile else 0.0 for m, r in measured.items()}})
+    return engines
+
+
+def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, train_images: int = 50_000, calibration_images: int = 10_000,
+                    engine: dict | None = None) -> dict:
+    "Epochs per model and fine-tuning epochs that let `seeds` seeds of the paper experiments fit `budget_s` with `engine`."
+    engine = engine or probe_engine(probe)
     template = full_config()
     per_epoch = steps_per_epoch(train_images, template.tsra_train.batch_size)
     rows = sweep_rows(template)
-    fits = [r for r in probe["finetune_rows"] if "finetune_step_s" in r]
-    if not fits: raise ValueError("the probe has no fine-tuning rows timed at two lengths; run tools/gpu/probe.py again.")
-    finetune_step = max(sum(r["finetune_step_s"] for r in fits) / len(fits), 0.0)
-    row_fixed = max(sum(r["row_fixed_s"] for r in fits) / len(fits), 0.0)
-    train_epoch = per_epoch * (probe["tsra"]["step_s"] + probe["relu"]["step_s"])
+    finetune_step, row_fixed = row_costs(probe)
+    train_epoch = per_epoch * sum(engine["step_s"].values())
     statistics = 2 * calibration_images * probe["merge_check"]["statistics_s_per_image"]     # one pass per model and seed
     for finetune_epochs, fewest in CHOICES:
-        per_seed_fixed = statistics + rows * (row_fixed + finetune_epochs * per_epoch * finetune_step)
+        per_seed_fixed = statistics + sum(engine["first_step_s"].values()) + rows * (row_fixed + finetune_epochs * per_epoch * finetune_step)
         epochs = ((budget_s - FIXED_OVERHEAD_S) / seeds - per_seed_fixed) / train_epoch
         epochs = min(MAX_EPOCHS, EPOCH_GRANULARITY * math.floor(epochs / EPOCH_GRANULARITY))
         if epochs >= fewest: break
     epochs = max(epochs, 5)
-    per_seed = statistics + epochs * train_epoch + rows * (row_fixed + finetune_epochs * per_epoch * finetune_step)
+    per_seed = per_seed_fixed + epochs * train_epoch
     return {"epochs": epochs, "finetune_epochs": finetune_epochs, "seeds": seeds, "estimated_s": FIXED_OVERHEAD_S + seeds * per_seed,
-            "budget_s": budget_s, "inputs": {"steps_per_epoch": per_epoch, "rows_per_seed": rows, "train_epoch_s": train_epoch,
-                                             "finetune_step_s": finetune_step, "row_fixed_s": row_fixed, "statistics_s": statistics}}
+            "budget_s": budget_s, "engine": engine,
+            "inputs": {"steps_per_epoch": per_epoch, "rows_per_seed": rows, "train_epoch_s": train_epoch,
+                       "finetune_step_s": finetune_step, "row_fixed_s": row_fixed, "statistics_s": statistics}}
+
+
+def choose_engine_and_schedule(probe: dict, budget_s: float, seeds: int, ladder: dict | None = None) -> dict:
+    "The schedule of the engine (a usable ladder rung, else the probe's eager one) that trains longest in the budget, then fastest."
+    engines = (ladder_engines(ladder, probe) if ladder else []) or [probe_engine(probe)]
+    schedules = [choose_schedule(probe, budget_s, seeds, engine=e) for e in engines]
+    best = max(schedules, key=lambda s: (s["epochs"], s["finetune_epochs"], -s["estimated_s"]))
+    best["engines_considered"] = {s["engine"]["rung"]: {"epochs": s["epochs"], "finetune_epochs": s["finetune_epochs"],
+                                                        "estimated_s": s["estimated_s"]} for s in schedules}
+    return best
+
+
+def export_results(results_root: Path, out: Path) -> Path:
+    "Every results file of the workspace in one archive, `out/results.tar`, replaced atomically (a lent GPU returns 8 files at most)."
+    partial = out / "results.tar.partial"
+    with tarfile.open(partial, "w") as archive: archive.add(results_root, arcname="results")
+    os.replace(partial, out / "results.tar")
+    return out / "results.tar"
 
 
 def gpu_run_parser(description: str, seeds: int, schedule_file: str) -> argparse.ArgumentParser:
@@ -66,6 +120,7 @@ def gpu_run_parser(description: str, seeds: int, schedule_file: str) -> argparse
     parser.add_argument("--data", default=None)
     parser.add_argument("--runs", default="runs", help="the workspace (trained weights stay here, results are copied to OUT)")
     parser.add_argument("--out", default="gpu-out", help=f"results go to OUT/results, the schedule to OUT/{schedule_file}")
+    parser.add_argument("--ladder", help="the engine ladder's results on this machine (bench/train_throughput.py): train with its fastest usable rung")
     parser.add_argument("--dry-run", action="store_true", help="only choose and print the schedule")
     parser.add_argument("--check", action="store_true", help="a smoke-sized config instead (a CPU check of the script)")
     return parser
@@ -73,29 +128,35 @@ def gpu_run_parser(description: str, seeds: int, schedule_file: str) -> argparse
 
 def main():
     parser = gpu_run_parser(__doc__, 3, "schedule.json")
+    parser.add_argument("--limit", type=float, help="seconds until the command is stopped (default: the budget); the beyond "
+                        "experiment, after the schedule, may use the time between budget and limit")
     parser.add_argument("--epochs", type=float, help="override the chosen training epochs")
     parser.add_argument("--finetune-epochs", type=float, help="override the chosen fine-tuning epochs")
     args = parser.parse_args()
     started, device = time.perf_counter(), "cuda" if torch.cuda.is_available() else "cpu"
     probe = json.loads(Path(args.probe).read_text())
-    schedule = choose_schedule(probe, args.budget, args.seeds)
+    ladder = json.loads(Path(args.ladder).read_text()) if args.ladder and Path(args.ladder).exists() else None
+    schedule = choose_engine_and_schedule(probe, args.budget, args.seeds, ladder)
     if args.epochs: schedule["epochs"] = args.epochs
     if args.finetune_epochs: schedule["finetune_epochs"] = args.finetune_epochs
     config = full_config(epochs=schedule["epochs"], finetune_epochs=schedule["finetune_epochs"])
     if args.check: config = smoke_config()
-    config = dataclasses.replace(config, seeds=list(range(args.seeds)))
+    engine = schedule["engine"]     # how the models train: never hashed, so the results' names do not depend on it
+    settings = RunSettings(dataclasses.replace(config.settings.execution, compile=engine["compile"]), engine["fused_tsra"])
+    config = dataclasses.replace(config, seeds=list(range(args.seeds)), settings=settings)
     out = Path(args.out)
     schedule.update({"digests": {n: config.digest(n) for n in config.experiments}, "probe": probe, **provenance(device)})
     write_json(out / "schedule.json", schedule)
     print(f"schedule: {schedule['epochs']} epochs per model, {schedule['finetune_epochs']} fine-tuning epochs, {args.seeds} seeds, "
-          f"estimated {schedule['estimated_s']:.0f} s of a {args.budget:.0f} s budget", flush=True)
+          f"engine {engine['rung']}, estimated {schedule['estimated_s']:.0f} s of a {args.budget:.0f} s budget "
+          f"(engines considered: {schedule['engines_considered']})", flush=True)
     if schedule["estimated_s"] > args.budget:
         print(f"WARNING: even the shortest schedule is estimated at {schedule['estimated_s']:.0f} s, over the {args.budget:.0f} s "
               "budget; the run goes seed by seed, so what finishes is kept.", flush=True)
     if args.dry_run: return
     workspace = Workspace(Path(args.runs), args.data, device)
     def finished(name, seed):
-        shutil.copytree(workspace.results.root, out / "results", dirs_exist_ok=True)
+        export_results(workspace.results.root, out)
         print(f"== {name} seed {seed} done at {time.perf_counter() - started:.0f} s", flush=True)
     for seed in config.seeds:
         for name in (n for n in PAPER_EXPERIMENTS if n in config.experiments):
@@ -103,7 +164,7 @@ def main():
     if "beyond" in config.experiments:
         per_row = (time.perf_counter() - started) / max(1, len(config.seeds) * sweep_rows(config))
         for seed in config.seeds:
-            left = args.budget - (time.perf_counter() - started)
+            left = (args.limit or args.budget) - (time.perf_counter() - started)
             if per_row * sweep_rows(config, ["beyond"]) > left:
                 print(f"== beyond seed {seed}: not started, about {per_row * sweep_rows(config, ['beyond']):.0f} s needed, {left:.0f} s left"); break
             reproduce(workspace, dataclasses.replace(config, seeds=[seed]), only=["beyond"]); finished("beyond", seed)

@@ -2,15 +2,20 @@
 # The full reproduction on a lent GPU in two device calls on one warm machine (issue: reproduce
 # the whole paper on one GPU). CIFAR-10 travels packed (tools/gpu/pack_cifar10.py pack, here, first):
 #   call 1, carry [".data/packed/a"]:  COB_PAPER_GIT_COMMIT=<commit> [LADDER_S=150] bash tools/gpu/stage.sh probe
-#   call 2, carry [".data/packed/b"]:  COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh main <budget seconds>
+#   call 2, carry [".data/packed/b", ".whl"]:  COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh main <budget s> [<limit s>]
 #   then, or instead of call 2 (carry [".data/packed/b"] if the data is not unpacked yet):
 #                                      COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh study <budget seconds>
 # Call 1 unpacks its half of the data while tools/gpu/probe.py times the engine; call 2 unpacks
 # the rest, then tools/gpu/reproduce.py chooses the schedule and runs every experiment.
-# What comes back under $OUT: logs, probe.json / schedule.json, results/*.json.
+# What comes back under $OUT (8 files at most): logs, probe.json / schedule.json, the ladder's results/bench/*.json, and
+# results.tar (every results file of the run, rewritten as each experiment ends).
 set -u
 : "${COB_PAPER_GIT_COMMIT:?set COB_PAPER_GIT_COMMIT to the commit this tree was copied from}"
 export PYTHONPATH=. PYTHONUNBUFFERED=1 COB_PAPER_DATA=.data/cifar10 COB_PAPER_GIT_COMMIT
+# wheels carried in .whl (torch-pruning, for the beyond experiment's toolkit arms: the machine has no network)
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=.:/tmp/site
+fi
 OUT="${OUT:-/tmp/cob-paper-out}"; mkdir -p "$OUT"
 case "${1:-}" in
   probe)
@@ -21,17 +26,19 @@ case "${1:-}" in
     python tools/gpu/probe.py --out .data/probe.json 2>&1 | tee "$OUT/probe.log"
     wait
     # the engine ladder (bench/train_throughput.py): random images, since only part of CIFAR-10 is here yet
+    # (kept in .data too: $OUT is emptied before each call, and call 2 trains with the ladder's fastest usable rung)
     if [ -n "${LADDER_S:-}" ]; then
-      timeout "$LADDER_S" python bench/train_throughput.py --full --synthetic --out "$OUT/results/bench" 2>&1 | tee "$OUT/ladder.log"
+      timeout "$LADDER_S" python bench/train_throughput.py --full --synthetic --out .data/bench 2>&1 | tee "$OUT/ladder.log"
+      mkdir -p "$OUT/results/bench" && cp .data/bench/*.json "$OUT/results/bench/"
     fi
     cp .data/probe.json "$OUT/probe.json"
     cat "$OUT/machine.txt" "$OUT/unpack-a.log" ;;
   main)
-    budget=${2:?give the budget in seconds}
+    budget=${2:?give the budget in seconds}; limit=${3:-$budget}
     python tools/gpu/pack_cifar10.py unpack 2>&1 | tee "$OUT/unpack-b.log"
     (cd .data/cifar10 && sha256sum -c --quiet SHA256SUMS) || { echo "CIFAR-10 incomplete in .data/cifar10"; exit 1; }
-    python tools/gpu/reproduce.py --probe .data/probe.json --budget "$budget" --data .data/cifar10 --runs .data/runs \
-      --out "$OUT" 2> "$OUT/progress.log" | tee "$OUT/reproduce.log" ;;
+    python tools/gpu/reproduce.py --probe .data/probe.json --ladder .data/bench/train_throughput-cuda.json --budget "$budget" --limit "$limit" \
+      --data .data/cifar10 --runs .data/runs --out "$OUT" 2> "$OUT/progress.log" | tee "$OUT/reproduce.log" ;;
   study)
     budget=${2:?give the budget in seconds}
     (cd .data/cifar10 2>/dev/null && sha256sum -c --quiet SHA256SUMS) || python tools/gpu/pack_cifar10.py unpack 2>&1 | tee "$OUT/unpack-b.log"

@@ -11,7 +11,7 @@ same warm machine (the workspace stays in `--runs`). The chosen epochs become `S
     python tools/gpu/study.py --probe .data/probe.json --budget 400 --out $OUT --runs .data/runs     # on the GPU
     python tools/gpu/study.py --probe /tmp/probe.json --budget 60 --out /tmp/study --runs /tmp/study/runs --check   # CPU
 """
-import json, math, shutil, time
+import json, math, time
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ from cob_paper.experiments import (ReproductionConfig, TSRA_STUDY_VARIANTS, Work
                                    tsra_study_experiments)
 from cob_paper.files import provenance, write_json
 from cob_paper.train import steps_per_epoch
-from reproduce import FIXED_OVERHEAD_S, gpu_run_parser, sweep_rows     # tools/gpu/reproduce.py: the same options, overhead, rows
+from reproduce import FIXED_OVERHEAD_S, export_results, gpu_run_parser, row_costs, sweep_rows   # tools/gpu/reproduce.py
 
 STAGES = ("unpruned", "grid", "fixed_ratio", "selected")
 
@@ -32,9 +32,7 @@ def choose_epochs(probe: dict, budget_s: float, seeds: int = 1, template: Reprod
     per_epoch = steps_per_epoch(train_images, template.tsra_train.batch_size)
     tsra_models = 1 + len(template.experiments["grid"]["variants"])
     train_epoch = per_epoch * (tsra_models * probe["tsra"]["step_s"] + probe["relu"]["step_s"])
-    fits = [r for r in probe["finetune_rows"] if "finetune_step_s" in r]
-    finetune_step = sum(r["finetune_step_s"] for r in fits) / len(fits)
-    row_fixed = sum(r["row_fixed_s"] for r in fits) / len(fits)
+    finetune_step, row_fixed = row_costs(probe)
     rows = sweep_rows(template, ["fixed_ratio"]) + len(template.experiments["selected"]["arms"]) * len(template.experiments["selected"]["strategies"])
     finetune_epochs = template.finetune.epochs
     statistics = 3 * template.calibration_size * probe["merge_check"]["statistics_s_per_image"]   # paper's TSRA, ReLU, chosen
@@ -71,7 +69,7 @@ def main():
     workspace = Workspace(Path(args.runs), args.data, device)
     for name in STAGES:
         reproduce(workspace, config, only=[name])
-        shutil.copytree(workspace.results.root, out / "results", dirs_exist_ok=True)
+        export_results(workspace.results.root, out)
         print(f"== {name} done at {time.perf_counter() - started:.0f} s", flush=True)
 
 
