@@ -65,7 +65,7 @@ def authors_loader(images, labels, batch_size, train: bool):
     from torchvision import transforms
     steps = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if train else []
     transform = transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
-    array, targets = images.permute(0, 2, 3, 1).numpy(), labels.tolist()
+    array, targets = images.permute(0, 2, 3, 1).cpu().numpy(), labels.tolist()     # PIL images live on the host, as the authors' did
 
     class Dataset(torch.utils.data.Dataset):
         def __len__(self): return len(targets)

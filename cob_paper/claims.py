@@ -82,7 +82,7 @@ def _measure_most_removed(name=None, max_drop=None):
                 "strategy": f"{row.strategy['name']} tau={row.strategy['tau']}"}
     return measure
 
-# %% ../nbs/08a_claims.ipynb #8b22f200
+# %% ../nbs/08a_claims.ipynb #bb307b65
 @dataclass(frozen=True)
 class Claim:
     "One claim of the paper: statement, the experiments that measure it, per-seed measure, checks, words."
@@ -107,6 +107,7 @@ def _schedule(s) -> str:
 def _finetuning(s) -> str:
     t = next(iter(s.values())).config["finetune"]
     return f"{recipe_length(t)} of fine-tuning (AdamW, lr {t['lr']:g}, cosine)"
+def _count(s: Spread) -> str: return f"{s.mean:g}" if not s.std else s.format()     # whole when every seed agrees
 def _more_or_less(ours: float, paper: float) -> str: return "more" if ours > paper else "less"
 
 CLAIMS = (
@@ -130,7 +131,7 @@ CLAIMS = (
     Claim("fixed ratio, no fine-tuning: CoB better than baseline at every ratio; largest gain",
           "every ratio; up to {largest_gain} points", ("fixed_ratio",), _measure_gains,
           (Check("wins", "every_seed"), Check("gain", "near", "largest_gain")),
-          lambda v: f"{v['won'].mean:g} of {v['ratios'].mean:g} ratios; largest {_pts(v['gain'])} (t = {v['t']})",
+          lambda v: f"{_count(v['won'])} of {v['ratios'].mean:g} ratios; largest {_pts(v['gain'])} (t = {v['t']})",
           lambda s, v: "Ratio grid and schedule: the largest gain depends on which ratios are tried (here "
                        f"{sorted({r.strategy['t'] for r in sweep_rows(s['fixed_ratio'])})}) and on the trained model."),
     Claim("fixed ratio after fine-tuning, 95% removed: CoB, and its gain over baseline", "{cob_95_after}%, +{gain_95_after} points",
@@ -155,7 +156,7 @@ CLAIMS = (
                        f"{sorted({r.strategy['tau'] for r in sweep_rows(s['threshold']) if r.strategy['name'] == 'ProportionOfMax'})}."),
 )
 
-# %% ../nbs/08a_claims.ipynb #27b79e39
+# %% ../nbs/08a_claims.ipynb #ab479c01
 @dataclass
 class Verdict:
     "One claim on one run: the measured spreads, this run's value in words, whether it agrees (None off the paper's scale)."
@@ -190,8 +191,10 @@ def judge(run: dict, store_root: str = "results") -> list[Verdict]:
                                 [cite(run[e], store_root) for e in claim.experiments], len(measured)))
     return verdicts
 
-# %% ../nbs/08a_claims.ipynb #51e64939
-RUN_COLUMNS = {"full": "this project, full run (GPU)", "paper": "this project, the authors' schedule (GPU)",
+# %% ../nbs/08a_claims.ipynb #929f32b8
+RUN_COLUMNS = {"full": "this project, full run (GPU)",
+               "full_seeds": "this project, three seeds at a much shorter schedule (GPU; models far from trained)",
+               "paper": "this project, the authors' schedule (GPU)",
                "laptop": "laptop CPU run (VGG-16 at 1/8 width; not the paper's setting)",
                "quick": "quick CPU run (data subset; not the paper's setting)"}
 
@@ -231,7 +234,7 @@ def claims_list_markdown(run: dict, store_root: str = "results") -> str:
                 f"; **does not agree** ({v.seeds} seed{'s' if v.seeds > 1 else ''}). Likely cause: {v.cause}")
     return "\n".join(f"* {v.claim.name}: paper {v.claim.statement()}; here **{v.value}**{verdict(v)}" for v in judge(run, store_root))
 
-# %% ../nbs/08a_claims.ipynb #de3952bf
+# %% ../nbs/08a_claims.ipynb #b1a58736
 def beyond_summary_markdown(run: dict, targets=(0.7, 0.9), store_root: str = "results") -> str:
     "Per arm: accuracy before -> after fine-tuning at `targets`, and the measured speed-up at the last target."
     beyond = run["beyond"]

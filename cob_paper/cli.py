@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     for p in (rep, fig): p.add_argument("--root", default=".", help="the repository: results/, figures/, nbs/, README.md (default: .)")
     return parser
 
-# %% ../nbs/09_cli.ipynb #5b2a0b9f
+# %% ../nbs/09_cli.ipynb #bf14b42f
 def redraw_record(root: Path, notebooks: bool = True) -> list[Path]:
     "From `root/results`: each preset's figures, the claims, beyond, study, performance, scaling and presets tables, the index's tables, README.md, the narrative notebooks."
     import shutil
@@ -52,14 +52,14 @@ def redraw_record(root: Path, notebooks: bool = True) -> list[Path]:
         if folder.name not in shown: shutil.rmtree(folder)             # a preset no longer in the record
         else:
             for stale in set(folder.iterdir()) - set(written): stale.unlink()
-    beyond = next((run for run in runs.values() if "beyond" in run), None)
+    beyond = max((run for run in runs.values() if "beyond" in run), key=lambda run: len(run["beyond"]), default=None)  # most seeds
     studies = sorted((p for p, run in shown.items() if {"grid", "selected"} <= set(run)), key=lambda p: not PRESETS[p]().paper_scale)
     paper = PRESETS["paper"]().tsra_train
     tables = {"claims": claims_markdown(runs), "performance": performance_markdown(record_dir, runs),
               "beyond": beyond_summary_markdown(beyond) if beyond else "Not run yet.\n",
               "study": study_summary_markdown(shown[studies[0]]) if studies else "Not run yet.\n",
               "scaling": scaling_markdown(record_dir, paper.steps, paper.batch_size),
-              "presets": markdown_table([describe(make()) for name, make in PRESETS.items() if name != "smoke"])}
+              "presets": markdown_table([describe(make(), name) for name, make in PRESETS.items() if name != "smoke"])}
     for name, text in tables.items():
         written.append(atomic_write(figures_dir / f"{name}.md", lambda f, text=text: f.write(text.encode())))
         update_marked_file(index, name, text)

@@ -5,13 +5,14 @@
 # %% auto #0
 __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES', 'PAPER_RATIOS', 'PAPER_THRESHOLDS',
            'TOOLKIT_IMPORTANCES', 'TOOLKIT_BATCHES', 'ARMS', 'BEYOND_ARMS', 'FULL_EPOCHS', 'FULL_FINETUNE_EPOCHS',
-           'TSRA_STUDY_VARIANTS', 'STUDY_EPOCHS', 'PRESETS', 'VGG_DEPTHS', 'MODELS', 'RUNNERS', 'RunSettings',
-           'ReproductionConfig', 'sweep', 'paper_experiments', 'Arm', 'beyond_experiment', 'tsra_grid',
-           'selected_sweep', 'default_device', 'default_preset', 'paper_config', 'full_config', 'quick_config',
-           'laptop_config', 'smoke_config', 'tsra_study_experiments', 'tsra_study_config', 'tsra_study_laptop_config',
-           'describe', 'Workspace', 'MissingModelError', 'SeedRun', 'run_unpruned', 'variant_key', 'run_grid',
-           'basis_and_importance', 'prepared_arm', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant',
-           'chosen_model', 'run_selected', 'reproduce', 'collect', 'record_run']
+           'SEEDS_RUN_EPOCHS', 'SEEDS_RUN_FINETUNE_EPOCHS', 'TSRA_STUDY_VARIANTS', 'STUDY_EPOCHS', 'PRESETS',
+           'VGG_DEPTHS', 'MODELS', 'RUNNERS', 'RunSettings', 'ReproductionConfig', 'sweep', 'paper_experiments', 'Arm',
+           'beyond_experiment', 'tsra_grid', 'selected_sweep', 'default_device', 'default_preset', 'paper_config',
+           'full_config', 'full_seeds_config', 'quick_config', 'laptop_config', 'smoke_config',
+           'tsra_study_experiments', 'tsra_study_config', 'tsra_study_laptop_config', 'describe', 'Workspace',
+           'MissingModelError', 'SeedRun', 'run_unpruned', 'variant_key', 'run_grid', 'basis_and_importance',
+           'prepared_arm', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant', 'chosen_model', 'run_selected',
+           'reproduce', 'collect', 'record_run']
 
 # %% ../nbs/07_experiments.ipynb #1b25e957
 import copy
@@ -166,8 +167,10 @@ def selected_sweep(grid_name: str, choose_with_seeds, arms: list[str], strategie
     return {"kind": "selected", "grid": grid_name, "choose_with_seeds": sorted(choose_with_seeds), "arms": list(arms),
             "strategies": [strategy_to_dict(s) for s in strategies]}
 
-# %% ../nbs/07_experiments.ipynb #5ac6ba5b
+# %% ../nbs/07_experiments.ipynb #6554dd7d
 FULL_EPOCHS, FULL_FINETUNE_EPOCHS = 100, 3
+# the schedule tools/gpu/reproduce.py chose for the three-seed run on a lent H100 (2026-11-27, 15 minutes of device time)
+SEEDS_RUN_EPOCHS, SEEDS_RUN_FINETUNE_EPOCHS = 5, 1
 
 def default_device() -> str: return "cuda" if torch.cuda.is_available() else "cpu"
 def default_preset(device: str) -> str:
@@ -186,6 +189,10 @@ def full_config(epochs: float = FULL_EPOCHS, finetune_epochs: float = FULL_FINET
                                  "tsra_train": tsra_recipe(epochs=epochs, warmup_steps=-1), "relu_train": relu_recipe(epochs=epochs),
                                  "finetune": finetune_recipe(epochs=finetune_epochs),
                                  "settings": RunSettings(Execution(checkpoint_every=500)), **overrides})
+
+def full_seeds_config(**overrides) -> ReproductionConfig:
+    "The full preset at the schedule of its three-seed GPU run: every seed, on models far from trained."
+    return full_config(epochs=SEEDS_RUN_EPOCHS, finetune_epochs=SEEDS_RUN_FINETUNE_EPOCHS, **overrides)
 
 def _cpu_config(preset: str, width_multiplier: float, train_size: int | None, test_size: int | None, epochs: float,
                 warmup_steps: int, finetune: dict, batch_size: int, log_every: int, overrides: dict) -> ReproductionConfig:
@@ -252,16 +259,16 @@ def tsra_study_laptop_config(seeds=(0, 1), **overrides) -> ReproductionConfig:
                        log_every=50, overrides={"seeds": list(seeds), "holdout": 5000,
                                                 "experiments": tsra_study_experiments(seeds, (0.3, 0.5, 0.7, 0.8, 0.9)), **overrides})
 
-PRESETS = {"paper": paper_config, "full": full_config, "laptop": laptop_config, "quick": quick_config, "smoke": smoke_config,
+PRESETS = {"paper": paper_config, "full": full_config, "full_seeds": full_seeds_config, "laptop": laptop_config, "quick": quick_config, "smoke": smoke_config,
            "tsra_study": tsra_study_config, "tsra_study_laptop": tsra_study_laptop_config}
 
 VGG_DEPTHS = {"A": 11, "B": 13, "D": 16, "E": 19}     # torchvision's VGG configs by depth
 
-def describe(config: ReproductionConfig) -> dict:
-    "One row of the README's table of presets, read from the config (never typed)."
+def describe(config: ReproductionConfig, name: str | None = None) -> dict:
+    "One row of the README's table of presets (`name`, default the config's preset), read from the config (never typed)."
     images = data_description(config.to_dict()) + ("" if config.test_size is None else f", {config.test_size:,} test images") + \
         (f" ({config.holdout:,} training images held out to choose)" if config.holdout else "")
-    return {"preset": f"`{config.preset}`", "model": f"VGG-{VGG_DEPTHS[config.cfg]} at width x{config.width_multiplier:g}",
+    return {"preset": f"`{name or config.preset}`", "model": f"VGG-{VGG_DEPTHS[config.cfg]} at width x{config.width_multiplier:g}",
             "data": images, "training": f"{recipe_length(dataclasses.asdict(config.tsra_train))} per model",
             "fine-tuning": recipe_length(dataclasses.asdict(config.finetune)), "experiments": ", ".join(config.experiments),
             "seeds": len(config.seeds), "for": "a GPU" if config.paper_scale else "a CPU"}

@@ -8,7 +8,7 @@ __all__ = ['Run', 'ARM_LABELS', 'GAP_TO_RELU', 'run_label', 'save_figure', 'grou
            'markdown_table', 'write_table', 'figure_beyond', 'beyond_table', 'describe_variant', 'grid_table',
            'study_test_table', 'study_sweep_table', 'figure_study_sweep', 'study_summary_markdown', 'write_run_figures']
 
-# %% ../nbs/08_figures.ipynb #afdbab1d
+# %% ../nbs/08_figures.ipynb #121a1764
 import csv
 import io
 import json
@@ -19,16 +19,16 @@ import seaborn as sns
 
 from .files import atomic_write
 from .models import VGGConfig
-from .results import Result, Spread, SweepRow, cite, data_description, importance_profiles, paper_scale, sweep_rows, trained_models
+from .results import Result, Spread, SweepRow, cite, data_description, importance_profiles, paper_scale, recipe_length, sweep_rows, trained_models
 
 Run = dict   # experiment name -> list of Result, one per seed
 
-# %% ../nbs/08_figures.ipynb #6624909a
+# %% ../nbs/08_figures.ipynb #93e227f4
 def run_label(results: list[Result], store_root: str = "results") -> str:
     "The note every figure and table carries: which run, at what scale, on what device, which seeds, from which files."
     r, c = results[0], results[0].config
     where = "CPU" if r.device.startswith("CPU") else "GPU"
-    if paper_scale(c): kind = f"{r.preset} run ({where})"
+    if paper_scale(c): kind = f"{r.preset} run ({where}, {recipe_length(c['tsra_train'])} per model)"   # one preset, several schedules
     else: kind = (f"{r.preset.upper()} {where} RUN (VGG-16 at width x{c['width_multiplier']:g}, {data_description(c)}): "
                   "not the paper's setting")
     seeds = sorted(x.seed for x in results)

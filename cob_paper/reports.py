@@ -6,23 +6,24 @@
 __all__ = ['gpu_session_lines', 'run_time_lines', 'performance_markdown', 'scaling_markdown', 'replace_marked',
            'update_marked_file', 'rebase_links', 'readme_from_index', 'execute_notebook']
 
-# %% ../nbs/08b_reports.ipynb #019d4f00
+# %% ../nbs/08b_reports.ipynb #9ef8e77a
 import json
 import re
 import subprocess
 from pathlib import Path
 
 from .files import atomic_write
-from .results import Spread, bench_files, cite_file, gpu_session_files
+from .results import Spread, bench_files, cite_file, gpu_session_files, recipe_length
 
-# %% ../nbs/08b_reports.ipynb #4709e940
+# %% ../nbs/08b_reports.ipynb #24fd4d7f
 def _bench_lines(path: Path, root) -> list[str]:
     "The table of one benchmark results file of `bench/`."
     r = json.loads(path.read_text())
     where = f"{r['device']}, torch {r['torch']}, commit {r['git_commit'][:12]}, `{cite_file(path, root)}`"
     c = r["config"]
     if r["benchmark"] == "train_throughput":
-        lines = [f"Training and evaluation throughput (width x{c['width_multiplier']:g}, batch {c['batch_size']}; {where}):", "",
+        cut = " Cut short by its time limit: the rungs not listed were not reached." if c.get("partial") else ""
+        lines = [f"Training and evaluation throughput (width x{c['width_multiplier']:g}, batch {c['batch_size']}; {where}).{cut}", "",
                  "| model | rung | training images/s | evaluation images/s | peak memory (MiB) | first step (s) |", "|---|---|---|---|---|---|"]
         fmt = lambda v, f: "" if v is None else format(v, f)
         lines += [f"| {row['model']} | {row['rung']} | {fmt(row.get('train_images_per_s'), '.0f')} | "
@@ -55,8 +56,11 @@ def gpu_session_lines(results_dir) -> list[str]:
                   f"VGG-16 at width x{probe['config']['width']:g}, batch {probe['config']['batch_size']}, bf16):", "",
                   "| model | training images/s | peak memory (GiB) |", "|---|---|---|"]
         lines += [f"| {m} | {probe[m]['images_per_s']:.0f} | {probe[m]['max_memory_allocated_gib']:.1f} |" for m in ("tsra", "relu")]
-        lines += ["", f"Schedule chosen from them: {sched['epochs']:g} epochs per model, {sched['finetune_epochs']:g} epochs of "
-                  f"fine-tuning, estimated {sched['estimated_s']:.0f} s of a {sched['budget_s']:.0f} s budget.", ""]
+        seeds = f", {sched['seeds']} seeds" if "seeds" in sched else ""
+        engine = f", trained with the engine ladder's `{sched['engine']['rung']}` rung" if "engine" in sched else ""
+        finetune = recipe_length({"epochs": sched["finetune_epochs"], "steps": None})
+        lines += ["", f"Schedule chosen from them: {sched['epochs']:g} epochs per model, {finetune} of "
+                  f"fine-tuning{seeds}{engine}, estimated {sched['estimated_s']:.0f} s of a {sched['budget_s']:.0f} s budget.", ""]
     return lines
 
 def run_time_lines(runs: dict) -> list[str]:

@@ -72,7 +72,7 @@ class ResultStore:
             raise ValueError(f"{path} is not a results file this version reads ({e}); restore it from git, or delete it "
                              f"and run the experiment again.") from e
 
-# %% ../nbs/06a_results.ipynb #4e1c613c
+# %% ../nbs/06a_results.ipynb #7f964732
 def cite(results: list[Result], store_root: str = "results") -> str:
     "The files `results` came from (one experiment, one config), e.g. `results/full/fixed_ratio-<digest>-seed{0,1,2}.json`."
     seeds = sorted(r.seed for r in results)
@@ -88,8 +88,9 @@ def data_description(config: dict) -> str:
     return "all of CIFAR-10" if config["train_size"] is None else f"{config['train_size']:,} training images"
 
 def recipe_length(recipe: dict) -> str:
-    "A training recipe's length in words: `100 epochs` or `120000 steps`."
-    return f"{recipe['epochs']:g} epochs" if recipe["epochs"] is not None else f"{recipe['steps']:,} steps"
+    "A training recipe's length in words: `100 epochs`, `1 epoch` or `120,000 steps`."
+    if recipe["epochs"] is None: return f"{recipe['steps']:,} steps"
+    return f"{recipe['epochs']:g} epoch{'' if recipe['epochs'] == 1 else 's'}"
 
 # %% ../nbs/06a_results.ipynb #dd216263
 BENCH_FOLDER, GPU_FOLDER = "bench", "gpu"

@@ -5,7 +5,8 @@ the ReLU control at full width and batch 1024 it times training steps; on the TS
 merges the change of basis and checks on the GPU that the function is unchanged (float32),
 then prunes copies to two parameter targets and times one fine-tuning row the way the sweeps run
 it (prune, evaluate, fine-tune, evaluate), at two lengths, so that a row's fixed cost and its
-cost per step can be told apart. `tools/gpu/reproduce.py` reads the JSON to choose the schedule.
+cost per step can be told apart; again on a model built with the fused unit, if the unit's check
+(`fused_unit_check`) passes here, since the run fine-tunes fused models when it trains with it. `tools/gpu/reproduce.py` reads the JSON to choose the schedule.
 
     python tools/gpu/probe.py --out probe.json                              # on the GPU (about 40 s)
     python tools/gpu/probe.py --device cpu --width 0.0625 --batch-size 64 --out /tmp/probe.json   # CPU check
@@ -21,6 +22,27 @@ from cob_paper.models import VGG, count_parameters, relu_vgg_config, tsra_vgg_co
 from cob_paper.prune import ParameterTarget, importance_after_rotation, prune
 from cob_paper.speed import timed
 from cob_paper.train import Execution, evaluate, finetune_recipe, relu_recipe, train, tsra_recipe
+
+
+def sweep_row_times(model, importance, images, labels, common, quiet, device) -> list[dict]:
+    "A sweep row (prune a copy, evaluate, fine-tune, evaluate) timed at two targets and two lengths, and its fixed and per-step cost."
+    rows = []
+    for target in (0.3, 0.8):
+        # far enough apart that the per-step cost is not lost in the noise of a row's fixed cost
+        for steps in (10, 50):
+            def row():
+                pruned = copy.deepcopy(model)
+                prune(pruned, importance, ParameterTarget(target))
+                evaluate(pruned, images, labels)
+                train(pruned, images, labels, finetune_recipe(steps=steps, **common), execution=quiet)
+                return evaluate(pruned, images, labels)
+            seconds, _ = timed(device, row)
+            rows.append({"target": target, "finetune_steps": steps, "row_s": seconds})
+    for target in (0.3, 0.8):
+        short, long = [r for r in rows if r["target"] == target]
+        per_step = (long["row_s"] - short["row_s"]) / (long["finetune_steps"] - short["finetune_steps"])
+        rows.append({"target": target, "finetune_step_s": per_step, "row_fixed_s": short["row_s"] - per_step * short["finetune_steps"]})
+    return rows
 
 
 def fused_unit_check(device: torch.device) -> dict:
@@ -98,24 +120,13 @@ def main():
         result["fused_check"] = {"ok": False, "error": f"{type(e).__name__}: {e}"[:500]}
     print("fused", result["fused_check"], flush=True)
 
-    rows = []
-    for target in (0.3, 0.8):
-        # far enough apart that the per-step cost is not lost in the noise of a row's fixed cost
-        for steps in (10, 50):
-            def row():
-                pruned = copy.deepcopy(model)
-                prune(pruned, importance, ParameterTarget(target))
-                evaluate(pruned, images, labels)
-                train(pruned, images, labels, finetune_recipe(steps=steps, **common), execution=quiet)
-                return evaluate(pruned, images, labels)
-            seconds, _ = timed(device, row)
-            rows.append({"target": target, "finetune_steps": steps, "row_s": seconds})
-    for target in (0.3, 0.8):
-        short, long = [r for r in rows if r["target"] == target]
-        per_step = (long["row_s"] - short["row_s"]) / (long["finetune_steps"] - short["finetune_steps"])
-        rows.append({"target": target, "finetune_step_s": per_step, "row_fixed_s": short["row_s"] - per_step * short["finetune_steps"]})
-    result["finetune_rows"] = rows
-    print("rows", rows, flush=True)
+    result["finetune_rows"] = sweep_row_times(model, importance, images, labels, common, quiet, device)
+    if result["fused_check"]["ok"]:     # the run fine-tunes pruned copies of fused models when it trains with the fused unit
+        torch.manual_seed(0)
+        fused = VGG(tsra_vgg_config(width_multiplier=args.width, fused=True)).to(device).eval()
+        fused_importance = importance_after_rotation(fused, calibration, rotate=True)
+        result["finetune_rows_fused"] = sweep_row_times(fused, fused_importance, images, labels, common, quiet, device)
+    print("rows", {k: result[k] for k in ("finetune_rows", "finetune_rows_fused") if k in result}, flush=True)
     result.update(provenance(device))
     result["wall_time_s"] = time.perf_counter() - started
     print(f"wrote {write_json(Path(args.out), result)} in {result['wall_time_s']:.1f} s")

@@ -34,9 +34,10 @@ def sweep_rows(config, names=PAPER_EXPERIMENTS) -> int:
     return sum(len(s["arms"]) * len(s["strategies"]) for s in specs)
 
 
-def row_costs(probe: dict) -> tuple[float, float]:
+def row_costs(probe: dict, fused: bool = False) -> tuple[float, float]:
     "Seconds per fine-tuning step of a pruned model, and a sweep row's fixed seconds (prune, evaluate twice), from the probe."
-    fits = [r for r in probe["finetune_rows"] if "finetune_step_s" in r]
+    timed_rows = probe.get("finetune_rows_fused") if fused else None     # rows of fused models, where the probe timed them
+    fits = [r for r in timed_rows or probe["finetune_rows"] if "finetune_step_s" in r]
     if not fits: raise ValueError("the probe has no fine-tuning rows timed at two lengths; run tools/gpu/probe.py again.")
     # the dearest row's costs, not the mean: the threshold table's rows remove little, so they fine-tune large models
     return max(max(r["finetune_step_s"] for r in fits), 0.0), max(max(r["row_fixed_s"] for r in fits), 0.0)
@@ -77,7 +78,7 @@ def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, train_images: 
     template = full_config()
     per_epoch = steps_per_epoch(train_images, template.tsra_train.batch_size)
     rows = sweep_rows(template)
-    finetune_step, row_fixed = row_costs(probe)
+    finetune_step, row_fixed = row_costs(probe, engine["fused_tsra"])
     train_epoch = per_epoch * sum(engine["step_s"].values())
     statistics = 2 * calibration_images * probe["merge_check"]["statistics_s_per_image"]     # one pass per model and seed
     for finetune_epochs, fewest in CHOICES:
