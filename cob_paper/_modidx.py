@@ -140,6 +140,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                        'cob_paper.experiments.full_config': ('experiments.html#full_config', 'cob_paper/experiments.py'),
                                        'cob_paper.experiments.full_seeds_config': ( 'experiments.html#full_seeds_config',
                                                                                     'cob_paper/experiments.py'),
+                                       'cob_paper.experiments.fusable': ('experiments.html#fusable', 'cob_paper/experiments.py'),
                                        'cob_paper.experiments.laptop_config': ( 'experiments.html#laptop_config',
                                                                                 'cob_paper/experiments.py'),
                                        'cob_paper.experiments.paper_config': ('experiments.html#paper_config', 'cob_paper/experiments.py'),

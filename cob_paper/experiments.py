@@ -10,7 +10,7 @@ __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES',
            'beyond_experiment', 'tsra_grid', 'selected_sweep', 'default_device', 'default_preset', 'paper_config',
            'full_config', 'full_seeds_config', 'quick_config', 'laptop_config', 'smoke_config',
            'tsra_study_experiments', 'tsra_study_config', 'tsra_study_laptop_config', 'describe', 'Workspace',
-           'MissingModelError', 'SeedRun', 'run_unpruned', 'variant_key', 'run_grid', 'basis_and_importance',
+           'MissingModelError', 'fusable', 'SeedRun', 'run_unpruned', 'variant_key', 'run_grid', 'basis_and_importance',
            'prepared_arm', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant', 'chosen_model', 'run_selected',
            'reproduce', 'collect', 'record_run']
 
@@ -300,8 +300,13 @@ def _trained_dir(workspace: Workspace, config: "ReproductionConfig", seed: int, 
                                 f"--preset {config.preset} --seeds {seed} --only {made_by} --out {workspace.root}`.")
     return directory
 
-# %% ../nbs/07_experiments.ipynb #16b89a04
+# %% ../nbs/07_experiments.ipynb #588dfa21
 MODELS = {"tsra": (tsra_vgg_config, "tsra_train"), "relu": (relu_vgg_config, "relu_train")}
+
+def fusable(name: str, overrides: dict | None = None) -> bool:
+    "Whether model `name` with config `overrides` can be built with the fused unit (`RunSettings.fused_tsra`)."
+    # the fused unit computes the paper's gains, not norm mode
+    return name == "tsra" and not any((overrides or {}).get("tsra", {}).get(f"norm_mode_{z}") for z in "UV")
 
 class SeedRun:
     "One seed of a reproduction: its data on the device, its trained models and their calibration statistics."
@@ -324,8 +329,7 @@ class SeedRun:
         "A freshly initialised model `name` (`overrides` of its config for a grid's variant), seeded by the run's seed."
         make_config, _ = MODELS[name]
         overrides = dict(overrides or {})
-        if self.config.settings.fused_tsra and name == "tsra" and not any(overrides.get("tsra", {}).get(f"norm_mode_{z}") for z in "UV"):
-            overrides["fused"] = True       # the fused unit computes the paper's gains, not norm mode
+        if self.config.settings.fused_tsra and fusable(name, overrides): overrides["fused"] = True
         torch.manual_seed(self.seed)
         return VGG(make_config(self.config.cfg, self.config.width_multiplier, **overrides)).to(self.workspace.device)
 
@@ -347,7 +351,7 @@ class SeedRun:
                 barrier()
         return self._statistics[name]
 
-# %% ../nbs/07_experiments.ipynb #e1841410
+# %% ../nbs/07_experiments.ipynb #084d4d3b
 def _trained(run: SeedRun, name: str, recipe: TrainConfig, directory: Path, overrides: dict | None = None):
     "Train a fresh model `name` (with `overrides`) in `directory`, resuming its checkpoint, and save it; the model and its history."
     model = run.new_model(name, overrides)
@@ -372,7 +376,7 @@ def run_unpruned(run: SeedRun, spec: dict) -> tuple[dict, dict]:
                         "test_images": len(run.test[1])}, "models": models}
     return numbers, timing
 
-# %% ../nbs/07_experiments.ipynb #35d49a22
+# %% ../nbs/07_experiments.ipynb #24f562eb
 def variant_key(name: str, overrides: dict) -> str:
     "The model folder name of grid variant `name`: its name and the hash of its overrides."
     return f"tsra-{name}-{hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]}"
@@ -391,7 +395,7 @@ def run_grid(run: SeedRun, spec: dict) -> tuple[dict, dict]:
     reference = {name: evaluate(run.model(name), *run.holdout) for name in MODELS}
     return {"holdout_images": len(run.holdout[1]), "variants": variants, "reference_holdout_accuracy": reference}, timing
 
-# %% ../nbs/07_experiments.ipynb #c873fe4f
+# %% ../nbs/07_experiments.ipynb #63186ffa
 def _check_arms(config: ReproductionConfig):
     for name, spec in config.experiments.items():
         unknown = [a for a in spec.get("arms", []) if a not in ARMS]
@@ -415,7 +419,7 @@ def prepared_arm(run: SeedRun, arm: Arm) -> tuple[VGG, dict | None]:
     if rotations is not None: rotate_model(model, rotations)
     return model, {s.name: imp for s, imp in zip(stats, importance)}
 
-# %% ../nbs/07_experiments.ipynb #c723ad1e
+# %% ../nbs/07_experiments.ipynb #6e452514
 def _pruned(run: SeedRun, arm: Arm, model: VGG, importance: dict | None, strategy):
     pruned = copy.deepcopy(model)
     if arm.toolkit:
@@ -471,7 +475,7 @@ def run_sweep(run: SeedRun, spec: dict, log: Callable = print, arms: dict[str, A
     rows, speeds = [done[i][0] for i in range(len(jobs))], [done[i][1] for i in range(len(jobs))]
     return {"rows": rows}, ({"unpruned_speed": unpruned_speed, "row_speed": speeds} if timed else {})
 
-# %% ../nbs/07_experiments.ipynb #3bffc3b9
+# %% ../nbs/07_experiments.ipynb #cb211859
 def run_importance(run: SeedRun, spec: dict) -> tuple[dict, dict]:
     "Per-unit importance vectors of each arm in `spec` (e.g. TSRA native, TSRA after CoB, ReLU native)."
     profiles = {}
@@ -484,7 +488,7 @@ def run_importance(run: SeedRun, spec: dict) -> tuple[dict, dict]:
                                "importance": [float(f"{float(v):.7g}") for v in imp]} for s, imp in zip(stats, importance)]
     return {"profiles": profiles}, {}
 
-# %% ../nbs/07_experiments.ipynb #74465738
+# %% ../nbs/07_experiments.ipynb #21bbd535
 def chosen_variant(store: ResultStore, config: ReproductionConfig, spec: dict) -> dict:
     "The grid's variant (or `paper`, the paper's TSRA) with the best mean held-out accuracy over `spec['choose_with_seeds']`."
     grid_name = spec["grid"]
@@ -514,7 +518,7 @@ def run_selected(run: SeedRun, spec: dict, log: Callable = print) -> tuple[dict,
     sweep_numbers, timing = run_sweep(run, spec, log, arms)
     return {"chosen": chosen, "test_accuracy": test_accuracy, **sweep_numbers}, timing
 
-# %% ../nbs/07_experiments.ipynb #cd17480f
+# %% ../nbs/07_experiments.ipynb #24e22571
 RUNNERS = {"unpruned": run_unpruned, "importance": run_importance, "sweep": run_sweep, "grid": run_grid, "selected": run_selected}
 
 def _needed_models(config: ReproductionConfig, names: list[str]) -> set[str]:
@@ -596,14 +600,14 @@ def reproduce(workspace: Workspace, config: ReproductionConfig, only: list[str] 
                             "seconds": round(time.perf_counter() - started, 1), "file": str(path)})
     return summary
 
-# %% ../nbs/07_experiments.ipynb #e3ec0672
+# %% ../nbs/07_experiments.ipynb #34e4b721
 def collect(store: ResultStore, config: ReproductionConfig) -> dict[str, list[Result]]:
     "Per experiment of `config`, its results in `store` for each of `config.seeds` that is there (experiments with none left out)."
     found = {name: [r for seed in config.seeds if (r := store.read(config.preset, name, config.digest(name), seed))]
              for name in config.experiments}
     return {name: results for name, results in found.items() if results}
 
-# %% ../nbs/07_experiments.ipynb #98e5b89a
+# %% ../nbs/07_experiments.ipynb #312c8ee3
 def record_run(preset: str = "full", results_dir="../../results") -> dict[str, list[Result]]:
     "The committed record of `preset`, as the narrative notebooks show it: per experiment, its results per seed."
     if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}.")

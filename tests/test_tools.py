@@ -110,3 +110,14 @@ def test_results_leave_in_one_archive_replaced_whole(tmp_path):
     with tarfile.open(archive) as tar: names = sorted(n for n in tar.getnames() if n.endswith(".json"))
     assert names == ["results/full/importance-def-seed0.json", "results/full/unpruned-abc-seed0.json"]
     assert sorted(p.name for p in out.iterdir()) == ["results.tar"]
+
+
+def test_study_trains_with_the_fused_unit_where_it_can():
+    study = _load("study")
+    probe = {"tsra": {"step_s": 0.045}, "relu": {"step_s": 0.012}, "merge_check": {"statistics_s_per_image": 1e-4},
+             "finetune_rows": [{"finetune_step_s": 0.02, "row_fixed_s": 0.5}], "fused_check": {"ok": True}}
+    engines = gpu_reproduce.usable_engines(probe, _ladder())
+    chosen = gpu_reproduce.longest([study.choose_epochs(probe, 900, 1, engine=e) for e in engines])
+    assert chosen["engine"]["rung"] == "fused" and chosen["estimated_s"] <= 900
+    assert chosen["inputs"]["fused_models_per_seed"] == 10      # of the 12 TSRA models, the two norm-mode variants train unfused
+    assert chosen["epochs"] > study.choose_epochs(probe, 900, 1)["epochs"]

@@ -94,14 +94,27 @@ def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, train_images: 
                        "finetune_step_s": finetune_step, "row_fixed_s": row_fixed, "statistics_s": statistics}}
 
 
+def usable_engines(probe: dict, ladder: dict | None) -> list[dict]:
+    "The ladder's usable rungs, else the probe's eager engine."
+    return (ladder_engines(ladder, probe) if ladder else []) or [probe_engine(probe)]
+
+
+def longest(schedules: list[dict]) -> dict:
+    "The schedule (one per engine) that trains longest, then fine-tunes longest, then ends soonest; with what was considered."
+    best = max(schedules, key=lambda s: (s["epochs"], s.get("finetune_epochs", 0), -s["estimated_s"]))
+    best["engines_considered"] = {s["engine"]["rung"]: {k: s[k] for k in ("epochs", "finetune_epochs", "estimated_s") if k in s}
+                                  for s in schedules}
+    return best
+
+
 def choose_engine_and_schedule(probe: dict, budget_s: float, seeds: int, ladder: dict | None = None) -> dict:
     "The schedule of the engine (a usable ladder rung, else the probe's eager one) that trains longest in the budget, then fastest."
-    engines = (ladder_engines(ladder, probe) if ladder else []) or [probe_engine(probe)]
-    schedules = [choose_schedule(probe, budget_s, seeds, engine=e) for e in engines]
-    best = max(schedules, key=lambda s: (s["epochs"], s["finetune_epochs"], -s["estimated_s"]))
-    best["engines_considered"] = {s["engine"]["rung"]: {"epochs": s["epochs"], "finetune_epochs": s["finetune_epochs"],
-                                                        "estimated_s": s["estimated_s"]} for s in schedules}
-    return best
+    return longest([choose_schedule(probe, budget_s, seeds, engine=e) for e in usable_engines(probe, ladder)])
+
+
+def engine_settings(config, engine: dict) -> RunSettings:
+    "`config`'s run settings with `engine`'s compilation and fused unit (never hashed: the results' names do not change)."
+    return RunSettings(dataclasses.replace(config.settings.execution, compile=engine["compile"]), engine["fused_tsra"])
 
 
 def export_results(results_root: Path, out: Path) -> Path:
@@ -142,9 +155,8 @@ def main():
     if args.finetune_epochs: schedule["finetune_epochs"] = args.finetune_epochs
     config = full_config(epochs=schedule["epochs"], finetune_epochs=schedule["finetune_epochs"])
     if args.check: config = smoke_config()
-    engine = schedule["engine"]     # how the models train: never hashed, so the results' names do not depend on it
-    settings = RunSettings(dataclasses.replace(config.settings.execution, compile=engine["compile"]), engine["fused_tsra"])
-    config = dataclasses.replace(config, seeds=list(range(args.seeds)), settings=settings)
+    engine = schedule["engine"]
+    config = dataclasses.replace(config, seeds=list(range(args.seeds)), settings=engine_settings(config, engine))
     out = Path(args.out)
     schedule.update({"digests": {n: config.digest(n) for n in config.experiments}, "probe": probe, **provenance(device)})
     write_json(out / "schedule.json", schedule)

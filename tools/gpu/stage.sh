@@ -43,7 +43,8 @@ case "${1:-}" in
     budget=${2:?give the budget in seconds}
     (cd .data/cifar10 2>/dev/null && sha256sum -c --quiet SHA256SUMS) || python tools/gpu/pack_cifar10.py unpack 2>&1 | tee "$OUT/unpack-b.log"
     (cd .data/cifar10 && sha256sum -c --quiet SHA256SUMS) || { echo "CIFAR-10 incomplete in .data/cifar10"; exit 1; }
-    python tools/gpu/study.py --probe .data/probe.json --budget "$budget" --data .data/cifar10 --runs .data/runs \
+    python tools/gpu/study.py --probe .data/probe.json --ladder .data/bench/train_throughput-cuda.json --budget "$budget" \
+      --data .data/cifar10 --runs .data/runs \
       --out "$OUT" 2> "$OUT/study-progress.log" | tee "$OUT/study.log" ;;
   *) echo "usage: bash tools/gpu/stage.sh probe | main <budget seconds> | study <budget seconds>"; exit 2 ;;
 esac

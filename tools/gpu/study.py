@@ -3,7 +3,8 @@
 The grid trains 1 + len(TSRA_STUDY_VARIANTS) TSRA models and the ReLU control per seed, all at the same schedule;
 the fixed-ratio sweeps of the paper's TSRA and of the chosen variant follow. The epochs per model are the most that
 the step times measured by `tools/gpu/probe.py` on the same machine say will let all of it finish within `--budget`
-seconds for `--seeds` seeds. Each experiment's results files are copied to `OUT/results` as soon as they are written,
+seconds for `--seeds` seeds, with the engine ladder's usable rung (`--ladder`) that trains longest, as in `reproduce.py`
+(variants the fused unit cannot compute train unfused). Each experiment's results files are copied to `OUT/results` as soon as they are written,
 and a model of the grid that a command cut short had finished is reloaded, not retrained, by the next command on the
 same warm machine (the workspace stays in `--runs`). The chosen epochs become `STUDY_EPOCHS` afterwards, so that
 `cob-paper reproduce --preset tsra_study` names the same config.
@@ -11,36 +12,43 @@ same warm machine (the workspace stays in `--runs`). The chosen epochs become `S
     python tools/gpu/study.py --probe .data/probe.json --budget 400 --out $OUT --runs .data/runs     # on the GPU
     python tools/gpu/study.py --probe /tmp/probe.json --budget 60 --out /tmp/study --runs /tmp/study/runs --check   # CPU
 """
-import json, math, time
+import dataclasses, json, math, time
 from pathlib import Path
 
 import torch
 
-from cob_paper.experiments import (ReproductionConfig, TSRA_STUDY_VARIANTS, Workspace, reproduce, smoke_config, tsra_study_config,
-                                   tsra_study_experiments)
+from cob_paper.experiments import (ReproductionConfig, TSRA_STUDY_VARIANTS, Workspace, fusable, reproduce, smoke_config,
+                                   tsra_study_config, tsra_study_experiments)
 from cob_paper.files import provenance, write_json
 from cob_paper.train import steps_per_epoch
-from reproduce import FIXED_OVERHEAD_S, export_results, gpu_run_parser, row_costs, sweep_rows   # tools/gpu/reproduce.py
+from reproduce import (FIXED_OVERHEAD_S, engine_settings, export_results, gpu_run_parser, longest, probe_engine,  # tools/gpu/
+                       row_costs, sweep_rows, usable_engines)
 
 STAGES = ("unpruned", "grid", "fixed_ratio", "selected")
 
 
 def choose_epochs(probe: dict, budget_s: float, seeds: int = 1, template: ReproductionConfig | None = None,
-                  train_images: int = 45_000) -> dict:
-    "Whole epochs per model that let `seeds` seeds of the study fit `budget_s` (at least 1), and the estimate."
-    template = template or tsra_study_config()
+                  train_images: int = 45_000, engine: dict | None = None) -> dict:
+    "Whole epochs per model that let `seeds` seeds of the study fit `budget_s` with `engine` (at least 1), and the estimate."
+    template, engine = template or tsra_study_config(), engine or probe_engine(probe)
     per_epoch = steps_per_epoch(train_images, template.tsra_train.batch_size)
-    tsra_models = 1 + len(template.experiments["grid"]["variants"])
-    train_epoch = per_epoch * (tsra_models * probe["tsra"]["step_s"] + probe["relu"]["step_s"])
-    finetune_step, row_fixed = row_costs(probe)
+    variants = [{}] + list(template.experiments["grid"]["variants"].values())        # the paper's TSRA and the grid
+    fused = sum(fusable("tsra", v) for v in variants) if engine["fused_tsra"] else 0
+    tsra_models = len(variants)
+    # a variant the fused unit cannot compute trains at the probe's eager rate
+    train_epoch = per_epoch * (fused * engine["step_s"]["tsra"] + (tsra_models - fused) * probe["tsra"]["step_s"]
+                               + engine["step_s"]["relu"])
+    compile_s = tsra_models * engine["first_step_s"]["tsra"] + engine["first_step_s"]["relu"]
+    finetune_step, row_fixed = row_costs(probe, engine["fused_tsra"])
     rows = sweep_rows(template, ["fixed_ratio"]) + len(template.experiments["selected"]["arms"]) * len(template.experiments["selected"]["strategies"])
     finetune_epochs = template.finetune.epochs
     statistics = 3 * template.calibration_size * probe["merge_check"]["statistics_s_per_image"]   # paper's TSRA, ReLU, chosen
-    per_seed_fixed = statistics + rows * (row_fixed + finetune_epochs * per_epoch * finetune_step)
+    per_seed_fixed = statistics + compile_s + rows * (row_fixed + finetune_epochs * per_epoch * finetune_step)
     epochs = max(1, math.floor(((budget_s - FIXED_OVERHEAD_S) / seeds - per_seed_fixed) / train_epoch))
     return {"epochs": epochs, "seeds": seeds, "estimated_s": FIXED_OVERHEAD_S + seeds * (per_seed_fixed + epochs * train_epoch),
-            "budget_s": budget_s, "inputs": {"steps_per_epoch": per_epoch, "models_per_seed": tsra_models + 1, "rows_per_seed": rows,
-                                             "train_epoch_s": train_epoch, "statistics_s": statistics}}
+            "budget_s": budget_s, "engine": engine,
+            "inputs": {"steps_per_epoch": per_epoch, "models_per_seed": tsra_models + 1, "fused_models_per_seed": fused,
+                       "rows_per_seed": rows, "train_epoch_s": train_epoch, "statistics_s": statistics}}
 
 
 def main():
@@ -50,20 +58,23 @@ def main():
     args = parser.parse_args()
     started, device = time.perf_counter(), "cuda" if torch.cuda.is_available() else "cpu"
     probe = json.loads(Path(args.probe).read_text())
+    ladder = json.loads(Path(args.ladder).read_text()) if args.ladder and Path(args.ladder).exists() else None
     seeds = list(range(args.seeds))
     if seeds != preset_seeds and not args.check:   # the preset names the results: other seeds would not be the record's config
         raise SystemExit(f"the tsra_study preset runs seeds {preset_seeds}; change its default seeds in nbs/07_experiments.ipynb "
                          f"first, then run this with --seeds {args.seeds}.")
-    schedule = choose_epochs(probe, args.budget, args.seeds, tsra_study_config(seeds=seeds))
+    template = tsra_study_config(seeds=seeds)
+    schedule = longest([choose_epochs(probe, args.budget, args.seeds, template, engine=e) for e in usable_engines(probe, ladder)])
     if args.epochs: schedule["epochs"] = args.epochs
     config = tsra_study_config(epochs=schedule["epochs"], seeds=seeds)
     if args.check:
         two = dict(list(TSRA_STUDY_VARIANTS.items())[:2])
         config = smoke_config(seeds=seeds, holdout=200, experiments=tsra_study_experiments(seeds, (0.5,), two))
+    config = dataclasses.replace(config, settings=engine_settings(config, schedule["engine"]))
     out = Path(args.out)
     schedule.update({"digests": {n: config.digest(n) for n in config.experiments}, "probe": probe, **provenance(device)})
     write_json(out / "study_schedule.json", schedule)
-    print(f"study: {schedule['epochs']} epochs per model, {args.seeds} seed(s), estimated {schedule['estimated_s']:.0f} s "
+    print(f"study: {schedule['epochs']} epochs per model, {args.seeds} seed(s), engine {schedule['engine']['rung']}, estimated {schedule['estimated_s']:.0f} s "
           f"of a {args.budget:.0f} s budget", flush=True)
     if args.dry_run: return
     workspace = Workspace(Path(args.runs), args.data, device)
