@@ -167,7 +167,7 @@ def selected_sweep(grid_name: str, choose_with_seeds, arms: list[str], strategie
     return {"kind": "selected", "grid": grid_name, "choose_with_seeds": sorted(choose_with_seeds), "arms": list(arms),
             "strategies": [strategy_to_dict(s) for s in strategies]}
 
-# %% ../nbs/07_experiments.ipynb #6554dd7d
+# %% ../nbs/07_experiments.ipynb #c51e6cd7
 FULL_EPOCHS, FULL_FINETUNE_EPOCHS = 100, 3
 # the schedule tools/gpu/reproduce.py chose for the three-seed run on a lent H100 (2026-11-27, 15 minutes of device time)
 SEEDS_RUN_EPOCHS, SEEDS_RUN_FINETUNE_EPOCHS = 5, 1
@@ -246,7 +246,6 @@ def tsra_study_experiments(seeds, ratios, variants: dict = TSRA_STUDY_VARIANTS) 
 
 def tsra_study_config(epochs: float = STUDY_EPOCHS, seeds=(0,), **overrides) -> ReproductionConfig:
     "The TSRA study for one GPU: full width, CIFAR-10 less 5,000 held-out training images, `epochs` per model."
-    epochs = int(epochs) if float(epochs).is_integer() else epochs      # 15 and 15.0 must name the same config
     return ReproductionConfig(**{"preset": "tsra_study", "seeds": list(seeds), "holdout": 5000,
                                  "experiments": tsra_study_experiments(seeds, PAPER_RATIOS),
                                  "tsra_train": tsra_recipe(epochs=epochs, warmup_steps=-1), "relu_train": relu_recipe(epochs=epochs),

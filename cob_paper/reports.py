@@ -15,7 +15,7 @@ from pathlib import Path
 from .files import atomic_write
 from .results import Spread, bench_files, cite_file, gpu_session_files, recipe_length
 
-# %% ../nbs/08b_reports.ipynb #24fd4d7f
+# %% ../nbs/08b_reports.ipynb #cdf6f178
 def _bench_lines(path: Path, root) -> list[str]:
     "The table of one benchmark results file of `bench/`."
     r = json.loads(path.read_text())
@@ -76,8 +76,11 @@ def run_time_lines(runs: dict) -> list[str]:
                 lines.append(f"| train {model} | {Spread.of([u.timing['train_wall_time_s'][model] for u in run['unpruned']]).format(digits=1)} |")
         lines += [f"| {name} (whole experiment) | {Spread.of([r.timing['wall_time_s'] for r in results]).format(digits=1)} |"
                   for name, results in run.items()]
-        per_seed = [sum(r.timing["wall_time_s"] for results in run.values() for r in results if r.seed == s) for s in seeds]
-        lines += [f"| all experiments | {Spread.of(per_seed).format(digits=1)} |", ""]
+        # a total over seeds adds only the experiments every seed ran (a run may have some, e.g. beyond, for fewer seeds)
+        common = [name for name, results in run.items() if {r.seed for r in results} == set(seeds)]
+        per_seed = [sum(r.timing["wall_time_s"] for name in common for r in run[name] if r.seed == s) for s in seeds]
+        total = "all experiments" if len(common) == len(run) else f"{', '.join(common)} (every seed's experiments)"
+        lines += [f"| {total} | {Spread.of(per_seed).format(digits=1)} |", ""]
     return lines
 
 def performance_markdown(results_dir, runs: dict) -> str:
@@ -86,7 +89,7 @@ def performance_markdown(results_dir, runs: dict) -> str:
     lines += gpu_session_lines(results_dir) + run_time_lines(runs)
     return "\n".join(lines) if lines else "No benchmark or run has been timed yet.\n"
 
-# %% ../nbs/08b_reports.ipynb #c085ec2d
+# %% ../nbs/08b_reports.ipynb #909db5c3
 def scaling_markdown(results_dir, steps: int, batch_size: int, gpus=(1, 8)) -> str:
     "Estimated hours per model of a schedule of `steps` x `batch_size` images, from the latest lent-GPU probe's training rates."
     probes = gpu_session_files(results_dir, "probe.json")
@@ -102,7 +105,7 @@ def scaling_markdown(results_dir, steps: int, batch_size: int, gpus=(1, 8)) -> s
         lines.append(f"| {model} | {rate:,.0f} | " + " | ".join(f"{images / (rate * n) / 3600:.2f}" for n in gpus) + " |")
     return "\n".join(lines) + "\n"
 
-# %% ../nbs/08b_reports.ipynb #3d5db000
+# %% ../nbs/08b_reports.ipynb #22a0e2cb
 def replace_marked(text: str, name: str, content: str) -> str:
     "Replace what stands between `<!-- name:start -->` and `<!-- name:end -->` in `text`."
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -127,7 +130,7 @@ def update_marked_file(path: Path, name: str, content: str) -> bool:
     atomic_write(path, lambda f: f.write(text.encode()))
     return True
 
-# %% ../nbs/08b_reports.ipynb #10816049
+# %% ../nbs/08b_reports.ipynb #03cf2e88
 _LINK = re.compile(r"(\]\()([^)\s]+)(\))")
 
 def rebase_links(markdown: str, source_dir: str, target_dir: str = ".") -> str:
@@ -147,7 +150,7 @@ def readme_from_index(index: Path) -> str:
     folder = Path(index).resolve().parent
     return rebase_links(body.strip() + "\n", folder.relative_to(folder.parent).as_posix())
 
-# %% ../nbs/08b_reports.ipynb #8fc23e0c
+# %% ../nbs/08b_reports.ipynb #3b71fc35
 def execute_notebook(path: Path, timeout: int = 600) -> bool:
     "Execute the notebook at `path` in its folder, save it with its outputs, nbdev-cleaned; True if it changed."
     import nbformat                                              # development dependencies (the `dev` extra)

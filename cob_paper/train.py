@@ -22,7 +22,7 @@ from .data import augment, batches
 from .distributed import all_reduce_sum, is_main, share_of, world
 from .files import save_torch
 
-# %% ../nbs/06_train.ipynb #22a1edb6
+# %% ../nbs/06_train.ipynb #87e82bf6
 @dataclass
 class TrainConfig:
     "A training or fine-tuning recipe: everything that changes the numbers. The length is `steps`, or `epochs` of the training set."
@@ -46,6 +46,8 @@ class TrainConfig:
             raise ValueError(f"the training length must be positive (got epochs={self.epochs}, steps={self.steps}).")
         if self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"batch_size ({self.batch_size}) and lr ({self.lr}) must be positive.")
+        if self.epochs is not None and float(self.epochs).is_integer():
+            self.epochs = int(self.epochs)          # 100 and 100.0 epochs are one recipe, so one digest
 
     def total_steps(self, num_images: int) -> int:
         return self.steps if self.steps is not None else max(1, round(self.epochs * steps_per_epoch(num_images, self.batch_size)))

@@ -72,8 +72,9 @@ def ladder_engines(ladder: dict, probe: dict) -> list[dict]:
 
 
 def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, train_images: int = 50_000, calibration_images: int = 10_000,
-                    engine: dict | None = None) -> dict:
-    "Epochs per model and fine-tuning epochs that let `seeds` seeds of the paper experiments fit `budget_s` with `engine`."
+                    engine: dict | None = None, fixed: tuple[float, float] | None = None) -> dict:
+    """Epochs per model and fine-tuning epochs that let `seeds` seeds of the paper experiments fit `budget_s` with `engine`;
+    or, given `fixed` (epochs, fine-tuning epochs), the estimate of that schedule."""
     engine = engine or probe_engine(probe)
     template = full_config()
     per_epoch = steps_per_epoch(train_images, template.tsra_train.batch_size)
@@ -81,13 +82,16 @@ def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, train_images: 
     finetune_step, row_fixed = row_costs(probe, engine["fused_tsra"])
     train_epoch = per_epoch * sum(engine["step_s"].values())
     statistics = 2 * calibration_images * probe["merge_check"]["statistics_s_per_image"]     # one pass per model and seed
-    for finetune_epochs, fewest in CHOICES:
-        per_seed_fixed = statistics + sum(engine["first_step_s"].values()) + rows * (row_fixed + finetune_epochs * per_epoch * finetune_step)
-        epochs = ((budget_s - FIXED_OVERHEAD_S) / seeds - per_seed_fixed) / train_epoch
-        epochs = min(MAX_EPOCHS, EPOCH_GRANULARITY * math.floor(epochs / EPOCH_GRANULARITY))
-        if epochs >= fewest: break
-    epochs = max(epochs, 5)
-    per_seed = per_seed_fixed + epochs * train_epoch
+    def fixed_per_seed(finetune_epochs):
+        return statistics + sum(engine["first_step_s"].values()) + rows * (row_fixed + finetune_epochs * per_epoch * finetune_step)
+    if fixed: epochs, finetune_epochs = fixed
+    else:
+        for finetune_epochs, fewest in CHOICES:
+            epochs = ((budget_s - FIXED_OVERHEAD_S) / seeds - fixed_per_seed(finetune_epochs)) / train_epoch
+            epochs = min(MAX_EPOCHS, EPOCH_GRANULARITY * math.floor(epochs / EPOCH_GRANULARITY))
+            if epochs >= fewest: break
+        epochs = max(epochs, 5)
+    per_seed = fixed_per_seed(finetune_epochs) + epochs * train_epoch
     return {"epochs": epochs, "finetune_epochs": finetune_epochs, "seeds": seeds, "estimated_s": FIXED_OVERHEAD_S + seeds * per_seed,
             "budget_s": budget_s, "engine": engine,
             "inputs": {"steps_per_epoch": per_epoch, "rows_per_seed": rows, "train_epoch_s": train_epoch,
@@ -107,9 +111,10 @@ def longest(schedules: list[dict]) -> dict:
     return best
 
 
-def choose_engine_and_schedule(probe: dict, budget_s: float, seeds: int, ladder: dict | None = None) -> dict:
+def choose_engine_and_schedule(probe: dict, budget_s: float, seeds: int, ladder: dict | None = None,
+                               fixed: tuple[float, float] | None = None) -> dict:
     "The schedule of the engine (a usable ladder rung, else the probe's eager one) that trains longest in the budget, then fastest."
-    return longest([choose_schedule(probe, budget_s, seeds, engine=e) for e in usable_engines(probe, ladder)])
+    return longest([choose_schedule(probe, budget_s, seeds, engine=e, fixed=fixed) for e in usable_engines(probe, ladder)])
 
 
 def engine_settings(config, engine: dict) -> RunSettings:
@@ -144,27 +149,32 @@ def main():
     parser = gpu_run_parser(__doc__, 3, "schedule.json")
     parser.add_argument("--limit", type=float, help="seconds until the command is stopped (default: the budget); the beyond "
                         "experiment, after the schedule, may use the time between budget and limit")
-    parser.add_argument("--epochs", type=float, help="override the chosen training epochs")
-    parser.add_argument("--finetune-epochs", type=float, help="override the chosen fine-tuning epochs")
+    parser.add_argument("--seed-ids", type=int, nargs="+", help="run these seeds instead of 0 .. SEEDS-1 (seeds add up in the record: "
+                        "with --epochs and --finetune-epochs of a run in the record, one session adds one of its seeds)")
+    parser.add_argument("--epochs", type=float, help="this many training epochs instead of the budget's choice (with --finetune-epochs)")
+    parser.add_argument("--finetune-epochs", type=float, help="this many fine-tuning epochs instead of the budget's choice")
     args = parser.parse_args()
     started, device = time.perf_counter(), "cuda" if torch.cuda.is_available() else "cpu"
     probe = json.loads(Path(args.probe).read_text())
     ladder = json.loads(Path(args.ladder).read_text()) if args.ladder and Path(args.ladder).exists() else None
-    schedule = choose_engine_and_schedule(probe, args.budget, args.seeds, ladder)
-    if args.epochs: schedule["epochs"] = args.epochs
-    if args.finetune_epochs: schedule["finetune_epochs"] = args.finetune_epochs
+    seeds = args.seed_ids or list(range(args.seeds))
+    if (args.epochs is None) != (args.finetune_epochs is None):
+        parser.error("give both --epochs and --finetune-epochs (a schedule of the record), or neither (the budget chooses).")
+    fixed = (args.epochs, args.finetune_epochs) if args.epochs is not None else None
+    schedule = choose_engine_and_schedule(probe, args.budget, len(seeds), ladder, fixed)
     config = full_config(epochs=schedule["epochs"], finetune_epochs=schedule["finetune_epochs"])
     if args.check: config = smoke_config()
     engine = schedule["engine"]
-    config = dataclasses.replace(config, seeds=list(range(args.seeds)), settings=engine_settings(config, engine))
+    config = dataclasses.replace(config, seeds=seeds, settings=engine_settings(config, engine))
     out = Path(args.out)
     schedule.update({"digests": {n: config.digest(n) for n in config.experiments}, "probe": probe, **provenance(device)})
     write_json(out / "schedule.json", schedule)
-    print(f"schedule: {schedule['epochs']} epochs per model, {schedule['finetune_epochs']} fine-tuning epochs, {args.seeds} seeds, "
+    print(f"schedule: {schedule['epochs']} epochs per model, {schedule['finetune_epochs']} fine-tuning epochs, seeds {seeds}, "
           f"engine {engine['rung']}, estimated {schedule['estimated_s']:.0f} s of a {args.budget:.0f} s budget "
           f"(engines considered: {schedule['engines_considered']})", flush=True)
     if schedule["estimated_s"] > args.budget:
-        print(f"WARNING: even the shortest schedule is estimated at {schedule['estimated_s']:.0f} s, over the {args.budget:.0f} s "
+        print(f"WARNING: {'the given' if fixed else 'even the shortest'} schedule is estimated at {schedule['estimated_s']:.0f} s, "
+              f"over the {args.budget:.0f} s "
               "budget; the run goes seed by seed, so what finishes is kept.", flush=True)
     if args.dry_run: return
     workspace = Workspace(Path(args.runs), args.data, device)

@@ -2,7 +2,8 @@
 # The full reproduction on a lent GPU in two device calls on one warm machine (issue: reproduce
 # the whole paper on one GPU). CIFAR-10 travels packed (tools/gpu/pack_cifar10.py pack, here, first):
 #   call 1, carry [".data/packed/a"]:  COB_PAPER_GIT_COMMIT=<commit> [LADDER_S=150] bash tools/gpu/stage.sh probe
-#   call 2, carry [".data/packed/b", ".whl"]:  COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh main <budget s> [<limit s>]
+#   call 2, carry [".data/packed/b", ".whl"]:  COB_PAPER_GIT_COMMIT=<commit> [REPRODUCE_ARGS="..."] bash tools/gpu/stage.sh main <budget s> [<limit s>]
+#     (REPRODUCE_ARGS: more options of tools/gpu/reproduce.py, e.g. "--epochs 100 --finetune-epochs 3 --seed-ids 1")
 #   then, or instead of call 2 (carry [".data/packed/b"] if the data is not unpacked yet):
 #                                      COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh study <budget seconds>
 # Call 1 unpacks its half of the data while tools/gpu/probe.py times the engine; call 2 unpacks
@@ -38,7 +39,7 @@ case "${1:-}" in
     python tools/gpu/pack_cifar10.py unpack 2>&1 | tee "$OUT/unpack-b.log"
     (cd .data/cifar10 && sha256sum -c --quiet SHA256SUMS) || { echo "CIFAR-10 incomplete in .data/cifar10"; exit 1; }
     python tools/gpu/reproduce.py --probe .data/probe.json --ladder .data/bench/train_throughput-cuda.json --budget "$budget" --limit "$limit" \
-      --data .data/cifar10 --runs .data/runs --out "$OUT" 2> "$OUT/progress.log" | tee "$OUT/reproduce.log" ;;
+      --data .data/cifar10 --runs .data/runs --out "$OUT" ${REPRODUCE_ARGS:-} 2> "$OUT/progress.log" | tee "$OUT/reproduce.log" ;;
   study)
     budget=${2:?give the budget in seconds}
     (cd .data/cifar10 2>/dev/null && sha256sum -c --quiet SHA256SUMS) || python tools/gpu/pack_cifar10.py unpack 2>&1 | tee "$OUT/unpack-b.log"
