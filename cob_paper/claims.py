@@ -191,9 +191,9 @@ def judge(run: dict, store_root: str = "results") -> list[Verdict]:
                                 [cite(run[e], store_root) for e in claim.experiments], len(measured)))
     return verdicts
 
-# %% ../nbs/08a_claims.ipynb #929f32b8
+# %% ../nbs/08a_claims.ipynb #e4ca2ba7
 RUN_COLUMNS = {"full": "this project, full run (GPU)",
-               "full_seeds": "this project, three seeds at a much shorter schedule (GPU; models far from trained)",
+               "full_seeds": "this project, several seeds at a much shorter schedule (GPU; models far from trained)",
                "paper": "this project, the authors' schedule (GPU)",
                "laptop": "laptop CPU run (VGG-16 at 1/8 width; not the paper's setting)",
                "quick": "quick CPU run (data subset; not the paper's setting)"}

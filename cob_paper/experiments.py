@@ -14,7 +14,7 @@ __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES',
            'prepared_arm', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant', 'chosen_model', 'run_selected',
            'reproduce', 'collect', 'record_run']
 
-# %% ../nbs/07_experiments.ipynb #1b25e957
+# %% ../nbs/07_experiments.ipynb #c2ff4b8e
 import copy
 import dataclasses
 import hashlib
@@ -30,6 +30,7 @@ import torch
 from .data import CIFAR10, batches, calibration_indices, holdout_split, load_cifar10
 from .distributed import all_gather_objects, barrier, is_main, mine, world
 from .files import git_commit, provenance, tensors_sha256
+from .fused import UNFUSED_SETTINGS
 from .models import VGG, VGGConfig, count_macs, count_parameters, load_model, relu_vgg_config, save_model, tsra_vgg_config
 from .prune import (ParameterTarget, PlanRefused, ProportionOfMax, ProportionOfMean, ProportionOfMedian, ZScore,
                              prune, strategy_from_dict, strategy_to_dict)
@@ -299,13 +300,12 @@ def _trained_dir(workspace: Workspace, config: "ReproductionConfig", seed: int, 
                                 f"--preset {config.preset} --seeds {seed} --only {made_by} --out {workspace.root}`.")
     return directory
 
-# %% ../nbs/07_experiments.ipynb #588dfa21
+# %% ../nbs/07_experiments.ipynb #de7d6479
 MODELS = {"tsra": (tsra_vgg_config, "tsra_train"), "relu": (relu_vgg_config, "relu_train")}
 
 def fusable(name: str, overrides: dict | None = None) -> bool:
     "Whether model `name` with config `overrides` can be built with the fused unit (`RunSettings.fused_tsra`)."
-    # the fused unit computes the paper's gains, not norm mode
-    return name == "tsra" and not any((overrides or {}).get("tsra", {}).get(f"norm_mode_{z}") for z in "UV")
+    return name == "tsra" and not any((overrides or {}).get("tsra", {}).get(setting) for setting in UNFUSED_SETTINGS)
 
 class SeedRun:
     "One seed of a reproduction: its data on the device, its trained models and their calibration statistics."

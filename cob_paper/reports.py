@@ -15,7 +15,7 @@ from pathlib import Path
 from .files import atomic_write
 from .results import Spread, bench_files, cite_file, gpu_session_files, recipe_length
 
-# %% ../nbs/08b_reports.ipynb #cdf6f178
+# %% ../nbs/08b_reports.ipynb #968d67fb
 def _bench_lines(path: Path, root) -> list[str]:
     "The table of one benchmark results file of `bench/`."
     r = json.loads(path.read_text())
@@ -32,7 +32,8 @@ def _bench_lines(path: Path, root) -> list[str]:
         lines += [f"| {row['model']} | {row['rung']} | failed: {row['error'][:80]} | | | |" for row in r["rows"] if "error" in row]
         if r.get("statistics"):
             s = r["statistics"]
-            lines += ["", f"Statistics pass: {s['seconds_per_10k_images']:.2f} s per 10,000 images ({s['images']} images timed)."]
+            lines += ["", f"Statistics pass: failed: {s['error'][:80]}" if "error" in s else
+                      f"Statistics pass: {s['seconds_per_10k_images']:.2f} s per 10,000 images ({s['images']} images timed)."]
     elif r["benchmark"] == "stats_memory":
         lines = [f"Statistics pass, {c['images']} images, width x{c['width_multiplier']:.3g} ({where}):", "",
                  "| method | seconds | peak extra memory (MiB) |", "|---|---|---|"]
@@ -55,12 +56,16 @@ def gpu_session_lines(results_dir) -> list[str]:
                   f"`{cite_file(schedule_path.parent, results_dir)}/`). Step times measured first by the probe (synthetic data, "
                   f"VGG-16 at width x{probe['config']['width']:g}, batch {probe['config']['batch_size']}, bf16):", "",
                   "| model | training images/s | peak memory (GiB) |", "|---|---|---|"]
-        lines += [f"| {m} | {probe[m]['images_per_s']:.0f} | {probe[m]['max_memory_allocated_gib']:.1f} |" for m in ("tsra", "relu")]
-        seeds = f", {sched['seeds']} seeds" if "seeds" in sched else ""
-        engine = f", trained with the engine ladder's `{sched['engine']['rung']}` rung" if "engine" in sched else ""
+        lines += [f"| {m} | {probe[m]['images_per_s']:.0f} | {probe[m]['max_memory_allocated_gib']:.1f} |"
+                  for m in ("tsra", "tsra_fused", "relu") if m in probe]       # tsra_fused: where the probe checked the fused unit
+        seeds = f", seeds {', '.join(map(str, sched['seed_ids']))}" if "seed_ids" in sched else \
+            (f", {sched['seeds']} seeds" if "seeds" in sched else "")
+        engine = f", trained with the `{sched['engine']['rung']}` engine" if "engine" in sched else ""
         finetune = recipe_length({"epochs": sched["finetune_epochs"], "steps": None})
-        lines += ["", f"Schedule chosen from them: {sched['epochs']:g} epochs per model, {finetune} of "
-                  f"fine-tuning{seeds}{engine}, estimated {sched['estimated_s']:.0f} s of a {sched['budget_s']:.0f} s budget.", ""]
+        how = f"Schedule of the `{sched['schedule_of']}` preset, estimated from them" if sched.get("schedule_of") else \
+            "Schedule chosen from them"
+        lines += ["", f"{how}: {sched['epochs']:g} epochs per model, {finetune} of fine-tuning{seeds}{engine}, estimated "
+                  f"{sched['estimated_s']:.0f} s of a {sched['budget_s']:.0f} s budget.", ""]
     return lines
 
 def run_time_lines(runs: dict) -> list[str]:
@@ -80,7 +85,7 @@ def run_time_lines(runs: dict) -> list[str]:
         common = [name for name, results in run.items() if {r.seed for r in results} == set(seeds)]
         per_seed = [sum(r.timing["wall_time_s"] for name in common for r in run[name] if r.seed == s) for s in seeds]
         total = "all experiments" if len(common) == len(run) else f"{', '.join(common)} (every seed's experiments)"
-        lines += [f"| {total} | {Spread.of(per_seed).format(digits=1)} |", ""]
+        lines += ([f"| {total} | {Spread.of(per_seed).format(digits=1)} |"] if common else []) + [""]
     return lines
 
 def performance_markdown(results_dir, runs: dict) -> str:

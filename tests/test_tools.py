@@ -121,3 +121,30 @@ def test_study_trains_with_the_fused_unit_where_it_can():
     assert chosen["engine"]["rung"] == "fused" and chosen["estimated_s"] <= 900
     assert chosen["inputs"]["fused_models_per_seed"] == 10      # of the 12 TSRA models, the two norm-mode variants train unfused
     assert chosen["epochs"] > study.choose_epochs(probe, 900, 1)["epochs"]
+
+
+def test_without_a_ladder_the_probe_offers_the_fused_unit_it_checked_and_timed():
+    probe = {"tsra": {"step_s": 0.045}, "relu": {"step_s": 0.012}, "merge_check": {"statistics_s_per_image": 1e-4},
+             "finetune_rows": [{"finetune_step_s": 0.02, "row_fixed_s": 0.5}], "tsra_fused": {"step_s": 0.02}, "fused_check": {"ok": True}}
+    assert [e["rung"] for e in gpu_reproduce.usable_engines(probe, None)] == ["eager (probe)", "fused (probe)"]
+    assert gpu_reproduce.choose_engine_and_schedule(probe, 500, 3)["engine"]["rung"] == "fused (probe)"
+    refused = {**probe, "fused_check": {"ok": False}}
+    assert [e["rung"] for e in gpu_reproduce.usable_engines(refused, None)] == ["eager (probe)"]
+    # a schedule given (a run of the record) is estimated as given, not chosen
+    given = gpu_reproduce.choose_engine_and_schedule(probe, 100, 1, fixed=(100, 3))
+    assert (given["epochs"], given["finetune_epochs"]) == (100, 3) and given["estimated_s"] > 100
+
+
+def test_a_seed_added_at_a_presets_schedule_lands_in_that_run_of_the_record(tmp_path):
+    import json, subprocess
+    probe = {"tsra": {"step_s": 0.045}, "relu": {"step_s": 0.012}, "merge_check": {"statistics_s_per_image": 1e-4},
+             "finetune_rows": [{"finetune_step_s": 0.02, "row_fixed_s": 0.5}]}
+    (tmp_path / "probe.json").write_text(json.dumps(probe))
+    run = lambda *extra: subprocess.run([sys.executable, str(TOOLS / "reproduce.py"), "--probe", str(tmp_path / "probe.json"),
+                                         "--budget", "500", "--out", str(tmp_path), "--dry-run", *extra], capture_output=True, text=True)
+    assert run("--schedule-of", "full", "--seed-ids", "1").returncode == 0
+    from cob_paper.experiments import full_config
+    schedule = json.loads((tmp_path / "schedule.json").read_text())
+    assert schedule["digests"]["unpruned"] == full_config().digest("unpruned") and schedule["seed_ids"] == [1]
+    refused = run("--seed-ids", "7")
+    assert refused.returncode == 2 and "seeds [0, 1, 2]" in refused.stderr

@@ -1,12 +1,13 @@
 """First call on a lent GPU: check the engine's CUDA paths and time its steps, to size the full run.
 
-Synthetic uint8 images (this measures time and mechanics, not accuracy). For the TSRA model and
-the ReLU control at full width and batch 1024 it times training steps; on the TSRA model it
-merges the change of basis and checks on the GPU that the function is unchanged (float32),
-then prunes copies to two parameter targets and times one fine-tuning row the way the sweeps run
-it (prune, evaluate, fine-tune, evaluate), at two lengths, so that a row's fixed cost and its
-cost per step can be told apart; again on a model built with the fused unit, if the unit's check
-(`fused_unit_check`) passes here, since the run fine-tunes fused models when it trains with it. `tools/gpu/reproduce.py` reads the JSON to choose the schedule.
+Synthetic uint8 images (this measures time and mechanics, not accuracy), full width, batch 1024:
+* the fused RMSNorm + TSRA unit against the reference on this machine, forward and backward (`fused_unit_check`);
+* training steps of the TSRA model, the ReLU control and, if that check passed, the TSRA model built with the fused unit;
+* on the TSRA model, merging the change of basis, checked to leave the function unchanged (float32);
+* a sweep row the way the sweeps run it (prune a copy to two parameter targets, evaluate, fine-tune, evaluate), at two
+  lengths, so that a row's fixed cost and its cost per step can be told apart; again on the fused model, if there is one,
+  since a run that trains with the fused unit fine-tunes fused models.
+`tools/gpu/reproduce.py` and `study.py` read the JSON to choose the engine and the schedule.
 
     python tools/gpu/probe.py --out probe.json                              # on the GPU (about 40 s)
     python tools/gpu/probe.py --device cpu --width 0.0625 --batch-size 64 --out /tmp/probe.json   # CPU check
@@ -91,10 +92,17 @@ def main():
     quiet = Execution(log_every=10_000, progress=False)
     result = {"benchmark": "gpu_probe", "synthetic_data": True, "config": vars(args), "steps_per_epoch_here": steps_per_epoch}
 
+    try: result["fused_check"] = fused_unit_check(device)
+    except Exception as e:          # a kernel that fails here is a finding, and the run trains without it
+        result["fused_check"] = {"ok": False, "error": f"{type(e).__name__}: {e}"[:500]}
+    print("fused", result["fused_check"], flush=True)
+
     models = {}
-    for arm, make_config, recipe in (("tsra", tsra_vgg_config, tsra_recipe), ("relu", relu_vgg_config, relu_recipe)):
+    arms = [("tsra", tsra_vgg_config, tsra_recipe, {}), ("relu", relu_vgg_config, relu_recipe, {})]
+    if result["fused_check"]["ok"]: arms.append(("tsra_fused", tsra_vgg_config, tsra_recipe, {"fused": True}))
+    for arm, make_config, recipe, fused in arms:
         torch.manual_seed(0)
-        model = VGG(make_config(width_multiplier=args.width)).to(device)
+        model = VGG(make_config(width_multiplier=args.width, **fused)).to(device)
         warm, _ = timed(device, lambda: train(model, images, labels, recipe(steps=5, **common), execution=quiet))
         seconds, _ = timed(device, lambda: train(model, images, labels, recipe(steps=args.steps, **common), execution=quiet))
         eval_seconds, _ = timed(device, lambda: evaluate(model, images, labels))
@@ -115,15 +123,9 @@ def main():
                              "max_abs_logit": before.abs().max().item(), "statistics_s_per_image": stats_seconds / 2000}
     print("merge", result["merge_check"], flush=True)
 
-    try: result["fused_check"] = fused_unit_check(device)
-    except Exception as e:          # a kernel that fails here is a finding, and the run trains without it
-        result["fused_check"] = {"ok": False, "error": f"{type(e).__name__}: {e}"[:500]}
-    print("fused", result["fused_check"], flush=True)
-
     result["finetune_rows"] = sweep_row_times(model, importance, images, labels, common, quiet, device)
-    if result["fused_check"]["ok"]:     # the run fine-tunes pruned copies of fused models when it trains with the fused unit
-        torch.manual_seed(0)
-        fused = VGG(tsra_vgg_config(width_multiplier=args.width, fused=True)).to(device).eval()
+    if "tsra_fused" in models:     # the run fine-tunes pruned copies of fused models when it trains with the fused unit
+        fused = models["tsra_fused"].float().eval()
         fused_importance = importance_after_rotation(fused, calibration, rotate=True)
         result["finetune_rows_fused"] = sweep_row_times(fused, fused_importance, images, labels, common, quiet, device)
     print("rows", {k: result[k] for k in ("finetune_rows", "finetune_rows_fused") if k in result}, flush=True)

@@ -1,14 +1,17 @@
-"""The full reproduction inside one lent-GPU command: choose the schedule from the probe, then run it, seed by seed.
+"""The full reproduction inside one lent-GPU command: choose the engine and the schedule, then run it, seed by seed.
 
 A lent GPU gives a session 15 minutes all told and 10 per command, and trained weights are too large to bring back,
-so every experiment runs in one command. The training length (epochs per model, the same for both) and the
-fine-tuning length are the longest that the step times measured by `tools/gpu/probe.py` on the same machine say will
-let every seed of the `full` preset's paper experiments finish within `--budget` seconds (several seeds at a shorter
-schedule are preferred to one seed at a longer one). The lengths chosen, the estimate and its inputs go to
-`schedule.json`. The run then goes seed by seed, experiment by experiment, copying each results file to `OUT/results`
-as soon as it is written, so a run cut short still leaves what it finished; the `beyond` experiment runs last, for
-as many seeds as the time left allows. The chosen lengths become `FULL_EPOCHS` and `FULL_FINETUNE_EPOCHS`
-afterwards, so that `cob-paper reproduce --full` names the same config.
+so every experiment runs in one command. For each engine that may train the models (the engine ladder's usable rungs,
+`--ladder`, else those the probe timed: eager, and the fused unit where the probe checked it), the training length
+(epochs per model, the same for both) and the fine-tuning length are the longest that the step times measured by
+`tools/gpu/probe.py` on the same machine say will let every seed of the `full` preset's paper experiments finish within
+`--budget` seconds (several seeds at a shorter schedule are preferred to one seed at a longer one); the engine that
+trains longest is used. `--schedule-of PRESET` takes that preset's schedule instead (with `--seed-ids`, a session adds
+seeds to a run of the record). The choice, the estimate and its inputs go to `schedule.json`. The run then goes seed
+by seed, experiment by experiment, archiving every results file to `OUT/results.tar` as each experiment ends, so a run
+cut short still leaves what it finished; the `beyond` experiment runs last, for as many seeds as the time up to
+`--limit` allows. A schedule chosen here becomes `FULL_EPOCHS`/`FULL_FINETUNE_EPOCHS` (or the `full_seeds` preset's
+`SEEDS_RUN_*`) afterwards, so that a preset names the same config.
 
     python tools/gpu/reproduce.py --probe probe.json --budget 450 --out $OUT --runs .data/runs   # on the GPU
     python tools/gpu/reproduce.py --probe /tmp/probe.json --budget 60 --out /tmp/check --runs /tmp/check/runs --check   # CPU
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from cob_paper.experiments import RunSettings, Workspace, full_config, reproduce, smoke_config
+from cob_paper.experiments import PRESETS, RunSettings, Workspace, full_config, reproduce, smoke_config
 from cob_paper.files import provenance, write_json
 from cob_paper.train import steps_per_epoch
 
@@ -43,31 +46,44 @@ def row_costs(probe: dict, fused: bool = False) -> tuple[float, float]:
     return max(max(r["finetune_step_s"] for r in fits), 0.0), max(max(r["row_fixed_s"] for r in fits), 0.0)
 
 
-# ladder rung -> (compile, fused TSRA unit); the ReLU control has no fused unit, so it runs the rung without "fused"
-ENGINES = {"eager": (False, False), "fused": (False, True), "compiled": (True, False), "compiled+fused": (True, True)}
 LOGIT_TOLERANCE = 1e-4      # float32 logits of the same weights: a rung that differs by more computes another function
 
 
-def probe_engine(probe: dict) -> dict:
-    "The engine the probe timed: eager, unfused."
-    return {"rung": "eager (probe)", "compile": False, "fused_tsra": False,
-            "step_s": {m: probe[m]["step_s"] for m in ("tsra", "relu")}, "first_step_s": {"tsra": 0.0, "relu": 0.0}}
+def _engine(rung: str, compile: bool, fused: bool, step_s: dict, unfused_tsra_step_s: float, first_step_s: dict) -> dict:
+    "How the run trains (`rung`), and the seconds per training step of each model that way."
+    return {"rung": rung, "compile": compile, "fused_tsra": fused, "step_s": step_s,
+            "unfused_tsra_step_s": unfused_tsra_step_s,    # a TSRA variant the fused unit cannot compute (the study's)
+            "first_step_s": first_step_s}
+
+
+def probe_engines(probe: dict) -> list[dict]:
+    "The engines the probe timed: eager, and fused where the probe's check of the fused unit passed and it timed it."
+    tsra, relu, none = probe["tsra"]["step_s"], probe["relu"]["step_s"], {"tsra": 0.0, "relu": 0.0}
+    engines = [_engine("eager (probe)", False, False, {"tsra": tsra, "relu": relu}, tsra, none)]
+    if "tsra_fused" in probe and probe.get("fused_check", {}).get("ok"):
+        engines.append(_engine("fused (probe)", False, True, {"tsra": probe["tsra_fused"]["step_s"], "relu": relu}, tsra, none))
+    return engines
 
 
 def ladder_engines(ladder: dict, probe: dict) -> list[dict]:
     """The rungs of the engine ladder (bench/train_throughput.py, same machine) usable for the run: measured for both
     models without error, the same function as the eager model (`LOGIT_TOLERANCE`), and, for the fused unit, its forward
-    and backward checked against the reference on this machine by the probe (`fused_check`)."""
+    and backward checked against the reference on this machine by the probe (`fused_check`). A rung's name says what it
+    does, as in the ladder: "compiled" compiles, "fused" builds TSRA models with the fused unit (the ReLU control, which
+    has none, runs the same rung without it); "authors" is the reference loop, not an engine of this project."""
     rows = {(r["model"], r["rung"]): r for r in ladder["rows"] if "error" not in r}
     batch, engines = ladder["config"]["batch_size"], []
-    for rung, (compile, fused) in ENGINES.items():
-        measured = {"tsra": rows.get(("tsra", rung)), "relu": rows.get(("relu", "compiled" if compile else "eager"))}
+    for rung in dict.fromkeys(r["rung"] for r in ladder["rows"] if r["rung"] != "authors"):
+        compile, fused = "compiled" in rung, "fused" in rung
+        unfused = "compiled" if compile else "eager"
+        measured = {"tsra": rows.get(("tsra", rung)), "relu": rows.get(("relu", unfused))}
         if not all(measured.values()) or max(r["max_abs_logit_difference"] for r in measured.values()) > LOGIT_TOLERANCE: continue
         if fused and not probe.get("fused_check", {}).get("ok"): continue
-        engines.append({"rung": rung, "compile": compile, "fused_tsra": fused,
-                        "step_s": {m: batch / r["train_images_per_s"] for m, r in measured.items()},
-                        # a compiled model compiles again for each fresh model, so its first step is paid per model and seed
-                        "first_step_s": {m: r["first_step_s"] if compile else 0.0 for m, r in measured.items()}})
+        unfused_tsra = rows.get(("tsra", unfused))
+        engines.append(_engine(rung, compile, fused, {m: batch / r["train_images_per_s"] for m, r in measured.items()},
+                               batch / unfused_tsra["train_images_per_s"] if unfused_tsra else probe["tsra"]["step_s"],
+                               # a compiled model compiles again for each fresh model: its first step is paid per model and seed
+                               {m: r["first_step_s"] if compile else 0.0 for m, r in measured.items()}))
     return engines
 
 
@@ -75,7 +91,7 @@ def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, train_images: 
                     engine: dict | None = None, fixed: tuple[float, float] | None = None) -> dict:
     """Epochs per model and fine-tuning epochs that let `seeds` seeds of the paper experiments fit `budget_s` with `engine`;
     or, given `fixed` (epochs, fine-tuning epochs), the estimate of that schedule."""
-    engine = engine or probe_engine(probe)
+    engine = engine or probe_engines(probe)[0]
     template = full_config()
     per_epoch = steps_per_epoch(train_images, template.tsra_train.batch_size)
     rows = sweep_rows(template)
@@ -99,8 +115,8 @@ def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, train_images: 
 
 
 def usable_engines(probe: dict, ladder: dict | None) -> list[dict]:
-    "The ladder's usable rungs, else the probe's eager engine."
-    return (ladder_engines(ladder, probe) if ladder else []) or [probe_engine(probe)]
+    "The ladder's usable rungs, else the engines the probe timed."
+    return (ladder_engines(ladder, probe) if ladder else []) or probe_engines(probe)
 
 
 def longest(schedules: list[dict]) -> dict:
@@ -137,9 +153,10 @@ def gpu_run_parser(description: str, seeds: int, schedule_file: str) -> argparse
     parser.add_argument("--budget", type=float, required=True, help="seconds the whole run may take")
     parser.add_argument("--seeds", type=int, default=seeds)
     parser.add_argument("--data", default=None)
-    parser.add_argument("--runs", default="runs", help="the workspace (trained weights stay here, results are copied to OUT)")
-    parser.add_argument("--out", default="gpu-out", help=f"results go to OUT/results, the schedule to OUT/{schedule_file}")
-    parser.add_argument("--ladder", help="the engine ladder's results on this machine (bench/train_throughput.py): train with its fastest usable rung")
+    parser.add_argument("--runs", default="runs", help="the workspace (trained weights stay here; results are archived to OUT)")
+    parser.add_argument("--out", default="gpu-out", help=f"results go to OUT/results.tar, the schedule to OUT/{schedule_file}")
+    parser.add_argument("--ladder", help="the engine ladder's results on this machine (bench/train_throughput.py): train with "
+                        "its usable rung that trains longest in the budget (else the engines the probe timed)")
     parser.add_argument("--dry-run", action="store_true", help="only choose and print the schedule")
     parser.add_argument("--check", action="store_true", help="a smoke-sized config instead (a CPU check of the script)")
     return parser
@@ -149,25 +166,27 @@ def main():
     parser = gpu_run_parser(__doc__, 3, "schedule.json")
     parser.add_argument("--limit", type=float, help="seconds until the command is stopped (default: the budget); the beyond "
                         "experiment, after the schedule, may use the time between budget and limit")
-    parser.add_argument("--seed-ids", type=int, nargs="+", help="run these seeds instead of 0 .. SEEDS-1 (seeds add up in the record: "
-                        "with --epochs and --finetune-epochs of a run in the record, one session adds one of its seeds)")
-    parser.add_argument("--epochs", type=float, help="this many training epochs instead of the budget's choice (with --finetune-epochs)")
-    parser.add_argument("--finetune-epochs", type=float, help="this many fine-tuning epochs instead of the budget's choice")
+    schedules_of = [name for name, make in PRESETS.items() if make().preset == "full"]
+    parser.add_argument("--schedule-of", choices=schedules_of, help="the schedule of this preset instead of the budget's choice: "
+                        "with --seed-ids, one session adds seeds to that run of the record (seeds add up, one file each)")
+    parser.add_argument("--seed-ids", type=int, nargs="+", help="run these seeds of the full preset instead of 0 .. SEEDS-1")
     args = parser.parse_args()
     started, device = time.perf_counter(), "cuda" if torch.cuda.is_available() else "cpu"
     probe = json.loads(Path(args.probe).read_text())
     ladder = json.loads(Path(args.ladder).read_text()) if args.ladder and Path(args.ladder).exists() else None
     seeds = args.seed_ids or list(range(args.seeds))
-    if (args.epochs is None) != (args.finetune_epochs is None):
-        parser.error("give both --epochs and --finetune-epochs (a schedule of the record), or neither (the budget chooses).")
-    fixed = (args.epochs, args.finetune_epochs) if args.epochs is not None else None
+    if not args.check and not set(seeds) <= set(full_config().seeds):     # the record shows the preset's seeds only
+        parser.error(f"seeds {seeds}: the full preset's record shows seeds {full_config().seeds}; choose among them.")
+    given = PRESETS[args.schedule_of]() if args.schedule_of else None
+    fixed = (given.tsra_train.epochs, given.finetune.epochs) if given else None
     schedule = choose_engine_and_schedule(probe, args.budget, len(seeds), ladder, fixed)
     config = full_config(epochs=schedule["epochs"], finetune_epochs=schedule["finetune_epochs"])
     if args.check: config = smoke_config()
     engine = schedule["engine"]
     config = dataclasses.replace(config, seeds=seeds, settings=engine_settings(config, engine))
     out = Path(args.out)
-    schedule.update({"digests": {n: config.digest(n) for n in config.experiments}, "probe": probe, **provenance(device)})
+    schedule.update({"seed_ids": seeds, "schedule_of": args.schedule_of, "digests": {n: config.digest(n) for n in config.experiments},
+                     "probe": probe, **provenance(device)})
     write_json(out / "schedule.json", schedule)
     print(f"schedule: {schedule['epochs']} epochs per model, {schedule['finetune_epochs']} fine-tuning epochs, seeds {seeds}, "
           f"engine {engine['rung']}, estimated {schedule['estimated_s']:.0f} s of a {args.budget:.0f} s budget "

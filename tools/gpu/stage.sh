@@ -3,7 +3,8 @@
 # the whole paper on one GPU). CIFAR-10 travels packed (tools/gpu/pack_cifar10.py pack, here, first):
 #   call 1, carry [".data/packed/a"]:  COB_PAPER_GIT_COMMIT=<commit> [LADDER_S=150] bash tools/gpu/stage.sh probe
 #   call 2, carry [".data/packed/b", ".whl"]:  COB_PAPER_GIT_COMMIT=<commit> [REPRODUCE_ARGS="..."] bash tools/gpu/stage.sh main <budget s> [<limit s>]
-#     (REPRODUCE_ARGS: more options of tools/gpu/reproduce.py, e.g. "--epochs 100 --finetune-epochs 3 --seed-ids 1")
+#     (REPRODUCE_ARGS: more options of tools/gpu/reproduce.py, e.g. "--schedule-of full --seed-ids 1" adds seed 1 to the full run)
+# <budget> and <limit> count from the command's start: the seconds spent unpacking come off both.
 #   then, or instead of call 2 (carry [".data/packed/b"] if the data is not unpacked yet):
 #                                      COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh study <budget seconds>
 # Call 1 unpacks its half of the data while tools/gpu/probe.py times the engine; call 2 unpacks
@@ -27,7 +28,7 @@ case "${1:-}" in
     python tools/gpu/probe.py --out .data/probe.json 2>&1 | tee "$OUT/probe.log"
     wait
     # the engine ladder (bench/train_throughput.py): random images, since only part of CIFAR-10 is here yet
-    # (kept in .data too: $OUT is emptied before each call, and call 2 trains with the ladder's fastest usable rung)
+    # (kept in .data too: $OUT is emptied before each call, and call 2 chooses its engine among the ladder's rungs)
     if [ -n "${LADDER_S:-}" ]; then
       timeout "$LADDER_S" python bench/train_throughput.py --full --synthetic --out .data/bench 2>&1 | tee "$OUT/ladder.log"
       mkdir -p "$OUT/results/bench" && cp .data/bench/*.json "$OUT/results/bench/"
@@ -38,14 +39,15 @@ case "${1:-}" in
     budget=${2:?give the budget in seconds}; limit=${3:-$budget}
     python tools/gpu/pack_cifar10.py unpack 2>&1 | tee "$OUT/unpack-b.log"
     (cd .data/cifar10 && sha256sum -c --quiet SHA256SUMS) || { echo "CIFAR-10 incomplete in .data/cifar10"; exit 1; }
-    python tools/gpu/reproduce.py --probe .data/probe.json --ladder .data/bench/train_throughput-cuda.json --budget "$budget" --limit "$limit" \
+    python tools/gpu/reproduce.py --probe .data/probe.json --ladder .data/bench/train_throughput-cuda.json \
+      --budget "$((budget - SECONDS))" --limit "$((limit - SECONDS))" \
       --data .data/cifar10 --runs .data/runs --out "$OUT" ${REPRODUCE_ARGS:-} 2> "$OUT/progress.log" | tee "$OUT/reproduce.log" ;;
   study)
     budget=${2:?give the budget in seconds}
     (cd .data/cifar10 2>/dev/null && sha256sum -c --quiet SHA256SUMS) || python tools/gpu/pack_cifar10.py unpack 2>&1 | tee "$OUT/unpack-b.log"
     (cd .data/cifar10 && sha256sum -c --quiet SHA256SUMS) || { echo "CIFAR-10 incomplete in .data/cifar10"; exit 1; }
-    python tools/gpu/study.py --probe .data/probe.json --ladder .data/bench/train_throughput-cuda.json --budget "$budget" \
+    python tools/gpu/study.py --probe .data/probe.json --ladder .data/bench/train_throughput-cuda.json --budget "$((budget - SECONDS))" \
       --data .data/cifar10 --runs .data/runs \
       --out "$OUT" 2> "$OUT/study-progress.log" | tee "$OUT/study.log" ;;
-  *) echo "usage: bash tools/gpu/stage.sh probe | main <budget seconds> | study <budget seconds>"; exit 2 ;;
+  *) echo "usage: bash tools/gpu/stage.sh probe | main <budget seconds> [<limit seconds>] | study <budget seconds>"; exit 2 ;;
 esac

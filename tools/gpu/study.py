@@ -3,8 +3,9 @@
 The grid trains 1 + len(TSRA_STUDY_VARIANTS) TSRA models and the ReLU control per seed, all at the same schedule;
 the fixed-ratio sweeps of the paper's TSRA and of the chosen variant follow. The epochs per model are the most that
 the step times measured by `tools/gpu/probe.py` on the same machine say will let all of it finish within `--budget`
-seconds for `--seeds` seeds, with the engine ladder's usable rung (`--ladder`) that trains longest, as in `reproduce.py`
-(variants the fused unit cannot compute train unfused). Each experiment's results files are copied to `OUT/results` as soon as they are written,
+seconds for `--seeds` seeds, with the engine that trains longest, chosen as in `reproduce.py` (variants the fused unit
+cannot compute train unfused); `--epochs` gives them instead. Each experiment's results are archived to
+`OUT/results.tar` as soon as they are written,
 and a model of the grid that a command cut short had finished is reloaded, not retrained, by the next command on the
 same warm machine (the workspace stays in `--runs`). The chosen epochs become `STUDY_EPOCHS` afterwards, so that
 `cob-paper reproduce --preset tsra_study` names the same config.
@@ -21,22 +22,22 @@ from cob_paper.experiments import (ReproductionConfig, TSRA_STUDY_VARIANTS, Work
                                    tsra_study_config, tsra_study_experiments)
 from cob_paper.files import provenance, write_json
 from cob_paper.train import steps_per_epoch
-from reproduce import (FIXED_OVERHEAD_S, engine_settings, export_results, gpu_run_parser, longest, probe_engine,  # tools/gpu/
+from reproduce import (FIXED_OVERHEAD_S, engine_settings, export_results, gpu_run_parser, longest, probe_engines,  # tools/gpu/
                        row_costs, sweep_rows, usable_engines)
 
 STAGES = ("unpruned", "grid", "fixed_ratio", "selected")
 
 
 def choose_epochs(probe: dict, budget_s: float, seeds: int = 1, template: ReproductionConfig | None = None,
-                  train_images: int = 45_000, engine: dict | None = None) -> dict:
-    "Whole epochs per model that let `seeds` seeds of the study fit `budget_s` with `engine` (at least 1), and the estimate."
-    template, engine = template or tsra_study_config(), engine or probe_engine(probe)
+                  train_images: int = 45_000, engine: dict | None = None, fixed_epochs: int | None = None) -> dict:
+    "Whole epochs per model that let `seeds` seeds of the study fit `budget_s` with `engine` (at least 1), or `fixed_epochs`; the estimate."
+    template, engine = template or tsra_study_config(), engine or probe_engines(probe)[0]
     per_epoch = steps_per_epoch(train_images, template.tsra_train.batch_size)
     variants = [{}] + list(template.experiments["grid"]["variants"].values())        # the paper's TSRA and the grid
     fused = sum(fusable("tsra", v) for v in variants) if engine["fused_tsra"] else 0
     tsra_models = len(variants)
-    # a variant the fused unit cannot compute trains at the probe's eager rate
-    train_epoch = per_epoch * (fused * engine["step_s"]["tsra"] + (tsra_models - fused) * probe["tsra"]["step_s"]
+    # a variant the fused unit cannot compute trains at the engine's unfused rate
+    train_epoch = per_epoch * (fused * engine["step_s"]["tsra"] + (tsra_models - fused) * engine["unfused_tsra_step_s"]
                                + engine["step_s"]["relu"])
     compile_s = tsra_models * engine["first_step_s"]["tsra"] + engine["first_step_s"]["relu"]
     finetune_step, row_fixed = row_costs(probe, engine["fused_tsra"])
@@ -44,7 +45,7 @@ def choose_epochs(probe: dict, budget_s: float, seeds: int = 1, template: Reprod
     finetune_epochs = template.finetune.epochs
     statistics = 3 * template.calibration_size * probe["merge_check"]["statistics_s_per_image"]   # paper's TSRA, ReLU, chosen
     per_seed_fixed = statistics + compile_s + rows * (row_fixed + finetune_epochs * per_epoch * finetune_step)
-    epochs = max(1, math.floor(((budget_s - FIXED_OVERHEAD_S) / seeds - per_seed_fixed) / train_epoch))
+    epochs = fixed_epochs or max(1, math.floor(((budget_s - FIXED_OVERHEAD_S) / seeds - per_seed_fixed) / train_epoch))
     return {"epochs": epochs, "seeds": seeds, "estimated_s": FIXED_OVERHEAD_S + seeds * (per_seed_fixed + epochs * train_epoch),
             "budget_s": budget_s, "engine": engine,
             "inputs": {"steps_per_epoch": per_epoch, "models_per_seed": tsra_models + 1, "fused_models_per_seed": fused,
@@ -64,8 +65,8 @@ def main():
         raise SystemExit(f"the tsra_study preset runs seeds {preset_seeds}; change its default seeds in nbs/07_experiments.ipynb "
                          f"first, then run this with --seeds {args.seeds}.")
     template = tsra_study_config(seeds=seeds)
-    schedule = longest([choose_epochs(probe, args.budget, args.seeds, template, engine=e) for e in usable_engines(probe, ladder)])
-    if args.epochs: schedule["epochs"] = args.epochs
+    schedule = longest([choose_epochs(probe, args.budget, args.seeds, template, engine=e, fixed_epochs=args.epochs)
+                        for e in usable_engines(probe, ladder)])
     config = tsra_study_config(epochs=schedule["epochs"], seeds=seeds)
     if args.check:
         two = dict(list(TSRA_STUDY_VARIANTS.items())[:2])
