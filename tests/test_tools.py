@@ -148,3 +148,12 @@ def test_a_seed_added_at_a_presets_schedule_lands_in_that_run_of_the_record(tmp_
     assert schedule["digests"]["unpruned"] == full_config().digest("unpruned") and schedule["seed_ids"] == [1]
     refused = run("--seed-ids", "7")
     assert refused.returncode == 2 and "seeds [0, 1, 2]" in refused.stderr
+
+
+def test_the_probes_fused_unit_check_passes_here_and_catches_another_function(monkeypatch):
+    import torch
+    from cob_paper.fused import FusedRMSNormTSRA
+    probe = _load("probe")
+    assert probe.fused_unit_check(torch.device("cpu"))["ok"]
+    monkeypatch.setattr(probe, "FusedRMSNormTSRA", lambda split: FusedRMSNormTSRA(split, a_U=2.0))   # other gains: another function
+    assert not probe.fused_unit_check(torch.device("cpu"))["ok"]

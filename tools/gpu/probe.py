@@ -12,17 +12,24 @@ Synthetic uint8 images (this measures time and mechanics, not accuracy), full wi
     python tools/gpu/probe.py --out probe.json                              # on the GPU (about 40 s)
     python tools/gpu/probe.py --device cpu --width 0.0625 --batch-size 64 --out /tmp/probe.json   # CPU check
 """
-import argparse, copy, time
+import argparse, copy, sys, time
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
+from cob_paper.cob import ChannelRMSNorm
 from cob_paper.data import batches
 from cob_paper.files import provenance, write_json
+from cob_paper.fused import HAS_TRITON, FusedRMSNormTSRA
 from cob_paper.models import VGG, count_parameters, relu_vgg_config, tsra_vgg_config
 from cob_paper.prune import ParameterTarget, importance_after_rotation, prune
 from cob_paper.speed import timed
 from cob_paper.train import Execution, evaluate, finetune_recipe, relu_recipe, train, tsra_recipe
+from cob_paper.tsra import TSRA
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from fused_unit import forward_backward, forward_only       # bench/fused_unit.py: how the unit is compared with the reference
 
 
 def sweep_row_times(model, importance, images, labels, common, quiet, device) -> list[dict]:
@@ -48,27 +55,21 @@ def sweep_row_times(model, importance, images, labels, common, quiet, device) ->
 
 def fused_unit_check(device: torch.device) -> dict:
     """The fused RMSNorm + TSRA unit (its Triton kernel on CUDA) against the unfused reference on this machine: output and
-    input gradient, in float32 and bf16, channels-last (the layout training uses). `reproduce.py` trains with the fused
-    unit only if this passes here, since the ladder's own check compares forward outputs only."""
-    from cob_paper.fused import FusedRMSNormTSRA, HAS_TRITON
-    from cob_paper.models import ChannelRMSNorm
-    from cob_paper.tsra import TSRA
-    norm, activation = ChannelRMSNorm(), TSRA((64, 64))
-    fused = FusedRMSNormTSRA.from_pair(norm, activation)
+    input gradient, in float32 and bf16, channels-last (the layout training uses), measured the way bench/fused_unit.py
+    measures them. `reproduce.py` trains with the fused unit only if this passes here, since the ladder's own check
+    compares forward outputs only."""
+    reference = nn.Sequential(ChannelRMSNorm(), TSRA((64, 64))).to(device)
+    fused = FusedRMSNormTSRA((64, 64)).to(device)           # backend "auto": the Triton kernel on CUDA, as training uses it
     check = {"backend_available": bool(HAS_TRITON and device.type == "cuda")}
     for dtype, tolerance in ((torch.float32, 1e-4), (torch.bfloat16, 5e-2)):
         x = torch.randn(64, 128, 16, 16, generator=torch.Generator().manual_seed(1)).to(device, dtype)
         x = x.contiguous(memory_format=torch.channels_last)
         grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(2)).to(device, dtype)
-        outputs = []
-        for unit in (fused, lambda t: activation(norm(t.float())).to(dtype)):
-            t = x.detach().clone().requires_grad_(True)
-            y = unit(t); y.backward(grad)
-            outputs.append((y.detach().float(), t.grad.detach().float()))
-        (y, g), (y_ref, g_ref) = outputs
+        # the reference in float32 on the same values: what remains is the fused unit's own rounding
+        difference = lambda measure: (measure(fused, x, grad).float() - measure(reference, x.float(), grad.float())).abs().max().item()
         name = str(dtype).removeprefix("torch.")
-        check[name] = {"max_abs_output_difference": (y - y_ref).abs().max().item(),
-                       "max_abs_gradient_difference": (g - g_ref).abs().max().item(), "tolerance": tolerance}
+        check[name] = {"max_abs_output_difference": difference(lambda unit, x, grad: forward_only(unit, x)),
+                       "max_abs_gradient_difference": difference(forward_backward), "tolerance": tolerance}
         check[name]["ok"] = max(check[name]["max_abs_output_difference"], check[name]["max_abs_gradient_difference"]) <= tolerance
     check["ok"] = all(check[n]["ok"] for n in ("float32", "bfloat16"))
     return check

@@ -114,6 +114,11 @@ def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, train_images: 
                        "finetune_step_s": finetune_step, "row_fixed_s": row_fixed, "statistics_s": statistics}}
 
 
+def read_ladder(path: str | None) -> dict | None:
+    "The engine ladder's results file, if one was given and the first call wrote it (a ladder may not have run)."
+    return json.loads(Path(path).read_text()) if path and Path(path).exists() else None
+
+
 def usable_engines(probe: dict, ladder: dict | None) -> list[dict]:
     "The ladder's usable rungs, else the engines the probe timed."
     return (ladder_engines(ladder, probe) if ladder else []) or probe_engines(probe)
@@ -129,7 +134,7 @@ def longest(schedules: list[dict]) -> dict:
 
 def choose_engine_and_schedule(probe: dict, budget_s: float, seeds: int, ladder: dict | None = None,
                                fixed: tuple[float, float] | None = None) -> dict:
-    "The schedule of the engine (a usable ladder rung, else the probe's eager one) that trains longest in the budget, then fastest."
+    "The schedule of the usable engine (`usable_engines`) that trains longest in the budget (or with `fixed`), then ends soonest."
     return longest([choose_schedule(probe, budget_s, seeds, engine=e, fixed=fixed) for e in usable_engines(probe, ladder)])
 
 
@@ -173,7 +178,7 @@ def main():
     args = parser.parse_args()
     started, device = time.perf_counter(), "cuda" if torch.cuda.is_available() else "cpu"
     probe = json.loads(Path(args.probe).read_text())
-    ladder = json.loads(Path(args.ladder).read_text()) if args.ladder and Path(args.ladder).exists() else None
+    ladder = read_ladder(args.ladder)
     seeds = args.seed_ids or list(range(args.seeds))
     if not args.check and not set(seeds) <= set(full_config().seeds):     # the record shows the preset's seeds only
         parser.error(f"seeds {seeds}: the full preset's record shows seeds {full_config().seeds}; choose among them.")

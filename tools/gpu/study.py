@@ -23,7 +23,7 @@ from cob_paper.experiments import (ReproductionConfig, TSRA_STUDY_VARIANTS, Work
 from cob_paper.files import provenance, write_json
 from cob_paper.train import steps_per_epoch
 from reproduce import (FIXED_OVERHEAD_S, engine_settings, export_results, gpu_run_parser, longest, probe_engines,  # tools/gpu/
-                       row_costs, sweep_rows, usable_engines)
+                       read_ladder, row_costs, sweep_rows, usable_engines)
 
 STAGES = ("unpruned", "grid", "fixed_ratio", "selected")
 
@@ -59,7 +59,7 @@ def main():
     args = parser.parse_args()
     started, device = time.perf_counter(), "cuda" if torch.cuda.is_available() else "cpu"
     probe = json.loads(Path(args.probe).read_text())
-    ladder = json.loads(Path(args.ladder).read_text()) if args.ladder and Path(args.ladder).exists() else None
+    ladder = read_ladder(args.ladder)
     seeds = list(range(args.seeds))
     if seeds != preset_seeds and not args.check:   # the preset names the results: other seeds would not be the record's config
         raise SystemExit(f"the tsra_study preset runs seeds {preset_seeds}; change its default seeds in nbs/07_experiments.ipynb "
