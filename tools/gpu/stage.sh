@@ -7,6 +7,8 @@
 # <budget> and <limit> count from the command's start: the seconds spent unpacking come off both.
 #   then, or instead of call 2 (carry [".data/packed/b"] if the data is not unpacked yet):
 #                                      COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh study <budget seconds>
+#   on any call, no data carried (e.g. with the time a session has left after call 2, on the same warm machine):
+#                                      COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh ladder <seconds>
 # Call 1 unpacks its half of the data while tools/gpu/probe.py times the engine; call 2 unpacks
 # the rest, then tools/gpu/reproduce.py chooses the schedule and runs every experiment.
 # What comes back under $OUT (8 files at most): logs, probe.json / schedule.json, the ladder's results/bench/*.json, and
@@ -19,6 +21,14 @@ if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=.:/tmp/site
 fi
 OUT="${OUT:-/tmp/cob-paper-out}"; mkdir -p "$OUT"
+# the engine ladder (bench/train_throughput.py) within $1 seconds: random images, since a call may not have CIFAR-10 (the
+# cost of a step does not depend on the pixels); kept in .data too, since $OUT is emptied before each call and `main`
+# chooses its engine among the ladder's rungs
+ladder() {
+  timeout "$1" python bench/train_throughput.py --full --synthetic --out .data/bench 2>&1 | tee "$OUT/ladder.log"
+  mkdir -p "$OUT/results/bench"
+  cp .data/bench/train_throughput-*.json "$OUT/results/bench/" 2>/dev/null || echo "the ladder measured no rung in $1 s" | tee -a "$OUT/ladder.log"
+}
 case "${1:-}" in
   probe)
     { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
@@ -27,12 +37,7 @@ case "${1:-}" in
     python tools/gpu/pack_cifar10.py unpack > "$OUT/unpack-a.log" 2>&1 &
     python tools/gpu/probe.py --out .data/probe.json 2>&1 | tee "$OUT/probe.log"
     wait
-    # the engine ladder (bench/train_throughput.py): random images, since only part of CIFAR-10 is here yet
-    # (kept in .data too: $OUT is emptied before each call, and call 2 chooses its engine among the ladder's rungs)
-    if [ -n "${LADDER_S:-}" ]; then
-      timeout "$LADDER_S" python bench/train_throughput.py --full --synthetic --out .data/bench 2>&1 | tee "$OUT/ladder.log"
-      mkdir -p "$OUT/results/bench" && cp .data/bench/*.json "$OUT/results/bench/"
-    fi
+    if [ -n "${LADDER_S:-}" ]; then ladder "$LADDER_S"; fi
     cp .data/probe.json "$OUT/probe.json"
     cat "$OUT/machine.txt" "$OUT/unpack-a.log" ;;
   main)
@@ -49,5 +54,7 @@ case "${1:-}" in
     python tools/gpu/study.py --probe .data/probe.json --ladder .data/bench/train_throughput-cuda.json --budget "$((budget - SECONDS))" \
       --data .data/cifar10 --runs .data/runs \
       --out "$OUT" 2> "$OUT/study-progress.log" | tee "$OUT/study.log" ;;
-  *) echo "usage: bash tools/gpu/stage.sh probe | main <budget seconds> [<limit seconds>] | study <budget seconds>"; exit 2 ;;
+  ladder)
+    ladder "${2:?give the seconds the ladder may take}" ;;
+  *) echo "usage: bash tools/gpu/stage.sh probe | main <budget seconds> [<limit seconds>] | study <budget seconds> | ladder <seconds>"; exit 2 ;;
 esac
