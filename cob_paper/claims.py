@@ -216,7 +216,8 @@ def claims_markdown(runs: dict, store_root: str = "results") -> str:
         cells = [claim.name, claim.statement()]
         for p in shown:
             v = by_run.get(p, {}).get(claim.name)
-            cells.append(f"{v.value} (`{v.files[-1]}`)" if v else ("not yet run on a GPU" if p == "full" else "not run at this scale"))
+            cells.append(f"{v.value} ({', '.join(f'`{f}`' for f in v.files)})" if v else   # every file the number came from
+                         ("not yet run on a GPU" if p == "full" else "not run at this scale"))
             if p in judged: cells.append(_verdict_cell(v))
         lines.append("| " + " | ".join(cells) + " |")
     differing = [(p, v) for p in shown if p in judged for v in by_run.get(p, {}).values() if v.agrees is False]

@@ -10,9 +10,9 @@ __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES',
            'beyond_experiment', 'tsra_grid', 'selected_sweep', 'default_device', 'default_preset', 'paper_config',
            'full_config', 'full_seeds_config', 'quick_config', 'laptop_config', 'smoke_config',
            'tsra_study_experiments', 'tsra_study_config', 'tsra_study_laptop_config', 'describe', 'Workspace',
-           'MissingModelError', 'fusable', 'SeedRun', 'run_unpruned', 'variant_key', 'run_grid', 'basis_and_importance',
-           'prepared_arm', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant', 'chosen_model', 'run_selected',
-           'reproduce', 'collect', 'record_run']
+           'preset_of', 'reproduce_command', 'MissingModelError', 'fusable', 'SeedRun', 'run_unpruned', 'variant_key',
+           'run_grid', 'basis_and_importance', 'prepared_arm', 'sweep_row', 'run_sweep', 'run_importance',
+           'chosen_variant', 'chosen_model', 'run_selected', 'reproduce', 'collect', 'record_run']
 
 # %% ../nbs/07_experiments.ipynb #c2ff4b8e
 import copy
@@ -289,6 +289,18 @@ class Workspace:
     def model_dir(self, config: ReproductionConfig, seed: int, model: str) -> Path:
         return Path(self.root) / "models" / f"{config.digest()}-seed{seed}" / model
 
+def preset_of(config: ReproductionConfig) -> str | None:
+    "The name of the preset whose config `config` is (the same models and experiments; seeds and settings aside), else None."
+    def key(c: ReproductionConfig): return c.preset, c.digest(), {n: c.digest(n) for n in c.experiments}
+    return next((name for name, make in PRESETS.items() if key(make()) == key(config)), None)
+
+def reproduce_command(config: ReproductionConfig, seeds, only=(), workspace: Workspace | None = None) -> str:
+    "What runs `config` for `seeds` (`only` those experiments): the command of its preset, else, for a config of one's own, the call."
+    if name := preset_of(config):
+        return (f"`cob-paper reproduce --preset {name} --seeds {' '.join(map(str, seeds))}" + (f" --only {' '.join(only)}" if only else "")
+                + (f" --out {workspace.root}" if workspace else "") + "`")
+    return f"`reproduce(workspace, dataclasses.replace(config, seeds={list(seeds)}), only={list(only) or None})` (no preset has this config)"
+
 class MissingModelError(FileNotFoundError):
     "A trained model a run needs is not in the workspace (runs never train behind the caller's back)."
 
@@ -296,8 +308,8 @@ def _trained_dir(workspace: Workspace, config: "ReproductionConfig", seed: int, 
     "The folder of a trained model, refused (with the command that makes it: the experiment `made_by`) if it holds none."
     directory = workspace.model_dir(config, seed, model)
     if not (directory / "config.json").exists():
-        raise MissingModelError(f"no trained {model} model for seed {seed} in {directory}; train it with `cob-paper reproduce "
-                                f"--preset {config.preset} --seeds {seed} --only {made_by} --out {workspace.root}`.")
+        raise MissingModelError(f"no trained {model} model for seed {seed} in {directory}; train it with "
+                                f"{reproduce_command(config, [seed], [made_by], workspace)}.")
     return directory
 
 # %% ../nbs/07_experiments.ipynb #de7d6479
@@ -495,7 +507,7 @@ def chosen_variant(store: ResultStore, config: ReproductionConfig, spec: dict) -
     missing = [s for s, r in found.items() if r is None]
     if missing:
         raise FileNotFoundError(f"choosing needs the {grid_name!r} results of seeds {missing}, which are not in {store.root}; make them "
-                                f"with `cob-paper reproduce --preset {config.preset} --seeds {' '.join(map(str, missing))} --only unpruned {grid_name}`.")
+                                f"with {reproduce_command(config, missing, ['unpruned', grid_name])}.")
     scores = {"paper": [r.numbers["reference_holdout_accuracy"]["tsra"] for r in found.values()]}
     for r in found.values():
         for name, v in r.numbers["variants"].items(): scores.setdefault(name, []).append(v["holdout_accuracy"])
@@ -535,8 +547,8 @@ def _check_choices(workspace: Workspace, config: ReproductionConfig, names: list
                    not workspace.results.path(config.preset, spec["grid"], config.digest(spec["grid"]), s).exists()]
         if missing:
             raise FileNotFoundError(f"{name!r} chooses with seeds {spec['choose_with_seeds']}, and the {spec['grid']!r} results of seeds "
-                                    f"{missing} are neither in {workspace.results.root} nor made by this run; run `cob-paper reproduce "
-                                    f"--preset {config.preset} --seeds {' '.join(map(str, spec['choose_with_seeds']))}`.")
+                                    f"{missing} are neither in {workspace.results.root} nor made by this run; run "
+                                    f"{reproduce_command(config, spec['choose_with_seeds'], workspace=workspace)}.")
         if made_here: continue
         # the grid is not part of this run: the chosen model must already be trained for every seed the run sweeps
         model = chosen_model(chosen_variant(workspace.results, config, spec))

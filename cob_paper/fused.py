@@ -17,7 +17,7 @@ import torch.nn as nn
 from torch.autograd.function import once_differentiable
 
 from .cob import ChannelRMSNorm
-from .tsra import TSRA, logistic_gains, _as_floating, _channel_shape, _check_channels
+from .tsra import PAPER_GAINS, TSRA, logistic_gains, _as_floating, _channel_shape, _check_channels
 
 try:
     import triton
@@ -260,8 +260,8 @@ def _function_for(x: torch.Tensor, dim: int, backend: str):
 # %% ../nbs/01b_fused.ipynb #d1ca9d42
 class FusedRMSNormTSRA(TSRA):
     "`TSRA(ChannelRMSNorm(x))` in one pass per position; same split, gains and extra state as `TSRA`."
-    def __init__(self, subspace_sizes: tuple[int, int], channel_dim: int = 1, a_U=5.0, a_V=5.0, b_U=0.5, b_V=0.7,
-                 eps=1e-12, norm_eps: float | None = None, divisor_width: int | None = None, backend: str = "auto"):
+    def __init__(self, subspace_sizes: tuple[int, int], channel_dim: int = 1,
+                 a_U=PAPER_GAINS["a_U"], a_V=PAPER_GAINS["a_V"], b_U=PAPER_GAINS["b_U"], b_V=PAPER_GAINS["b_V"], eps=1e-12, norm_eps: float | None = None, divisor_width: int | None = None, backend: str = "auto"):
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r} is not one of {BACKENDS}; 'auto' picks the Triton kernel on CUDA "
                              f"when it imports and PyTorch elsewhere.")

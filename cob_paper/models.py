@@ -21,7 +21,7 @@ from torchvision.models.vgg import cfgs as torchvision_vgg_cfgs
 
 import math
 
-from .tsra import TSRA, tsra_second_moment
+from .tsra import PAPER_GAINS, TSRA, tsra_second_moment
 from .cob import ChannelRMSNorm
 from .fused import FusedRMSNormTSRA
 from .files import atomic_folder, load_checked, save_checked, write_json
@@ -45,7 +45,7 @@ class VGGConfig:
     pool: str = "avg"
     dropout: float = 0.5
     init: str = "default"
-    tsra: dict = field(default_factory=lambda: dict(a_U=5.0, a_V=5.0, b_U=0.5, b_V=0.7))
+    tsra: dict = field(default_factory=lambda: dict(PAPER_GAINS))
     splits: list | None = None  # per prunable unit [d_U, d_V]; filled with d//2 : d - d//2 when None
     norm_divisors: list | None = None  # per conv: a fixed RMSNorm divisor (exact removal, chapter 4) or None
     fused: bool = False                # conv units as one fused RMSNorm + TSRA module (chapter 1b): same function, faster

@@ -48,24 +48,30 @@ def _bench_lines(path: Path, root) -> list[str]:
     return lines + (["", "Ratios: " + "; ".join(f"{k} = {v:.2f}x" for k, v in ratios.items())] if ratios else []) + [""]
 
 def gpu_session_lines(results_dir) -> list[str]:
-    "Lines on each lent-GPU session in `results_dir/gpu/<session>/`: the probe's step times, the schedule chosen from them."
+    "Lines on each lent-GPU session in `results_dir/gpu/<session>/`: the probe's step times, the engine and the schedule chosen."
     lines = []
     for schedule_path in gpu_session_files(results_dir, "schedule.json"):
         sched = json.loads(schedule_path.read_text()); probe = sched["probe"]
         lines += [f"Full reproduction on one {sched['device']} (torch {sched['torch']}, commit {sched['git_commit'][:12]}, "
                   f"`{cite_file(schedule_path.parent, results_dir)}/`). Step times measured first by the probe (synthetic data, "
                   f"VGG-16 at width x{probe['config']['width']:g}, batch {probe['config']['batch_size']}, bf16):", "",
-                  "| model | training images/s | peak memory (GiB) |", "|---|---|---|"]
-        lines += [f"| {m} | {probe[m]['images_per_s']:.0f} | {probe[m]['max_memory_allocated_gib']:.1f} |"
-                  for m in ("tsra", "tsra_fused", "relu") if m in probe]       # tsra_fused: where the probe checked the fused unit
+                  "| model | training images/s |", "|---|---|"]
+        # (peak memory is the engine ladder's to report: the first probes did not reset the allocator's peak between models)
+        lines += [f"| {m} | {probe[m]['images_per_s']:.0f} |" for m in ("tsra", "tsra_fused", "relu") if m in probe]   # tsra_fused: checked
         seeds = f", seeds {', '.join(map(str, sched['seed_ids']))}" if "seed_ids" in sched else \
             (f", {sched['seeds']} seeds" if "seeds" in sched else "")
-        engine = f", trained with the `{sched['engine']['rung']}` engine" if "engine" in sched else ""
+        engine = ""
+        if "engine" in sched:      # its rates come from the ladder, or from the probe when the rung's name says so
+            source = "the probe" if sched["engine"]["rung"].endswith("(probe)") else "the engine ladder"
+            rates = ", ".join(f"{m} {probe['config']['batch_size'] / s:,.0f}" for m, s in sched["engine"]["step_s"].items())
+            engine = f", trained with the `{sched['engine']['rung']}` engine (images/s from {source}: {rates})"
         finetune = recipe_length({"epochs": sched["finetune_epochs"], "steps": None})
         how = f"Schedule of the `{sched['schedule_of']}` preset, estimated from them" if sched.get("schedule_of") else \
             "Schedule chosen from them"
+        over = "" if sched["estimated_s"] <= sched["budget_s"] else \
+            " (over it: " + ("the schedule was given" if sched.get("schedule_of") else "the shortest schedule the script allows") + ")"
         lines += ["", f"{how}: {sched['epochs']:g} epochs per model, {finetune} of fine-tuning{seeds}{engine}, estimated "
-                  f"{sched['estimated_s']:.0f} s of a {sched['budget_s']:.0f} s budget.", ""]
+                  f"{sched['estimated_s']:.0f} s of a {sched['budget_s']:.0f} s budget{over}.", ""]
     return lines
 
 def run_time_lines(runs: dict) -> list[str]:
@@ -105,9 +111,11 @@ def scaling_markdown(results_dir, steps: int, batch_size: int, gpus=(1, 8)) -> s
              f"bf16, batch {probe['config']['batch_size']}): {steps:,} steps of {batch_size:,} images per model.", "",
              "| model | images/s on one GPU | " + " | ".join(f"hours on {n} GPU{'s' if n > 1 else ''}" for n in gpus) + " |",
              "|---|---|" + "---|" * len(gpus)]
-    for model in ("tsra", "relu"):
+    engines = {"tsra": "tsra (eager)", "tsra_fused": "tsra (fused unit)", "relu": "relu (eager)"}   # tsra_fused: where the probe checked it
+    for model, name in engines.items():
+        if model not in probe: continue
         rate = probe[model]["images_per_s"]
-        lines.append(f"| {model} | {rate:,.0f} | " + " | ".join(f"{images / (rate * n) / 3600:.2f}" for n in gpus) + " |")
+        lines.append(f"| {name} | {rate:,.0f} | " + " | ".join(f"{images / (rate * n) / 3600:.2f}" for n in gpus) + " |")
     return "\n".join(lines) + "\n"
 
 # %% ../nbs/08b_reports.ipynb #22a0e2cb

@@ -47,7 +47,7 @@ def median_forward_seconds(model: nn.Module, batch_size: int, input_shape: tuple
 
 def inference_speed(model: nn.Module, input_shape: tuple[int, ...], latency_batch: int = 1, throughput_batch: int = 256,
                     repeats: int = 20, warmup: int = 3) -> dict:
-    "Latency (ms per batch of `latency_batch`) and throughput (images/s at `throughput_batch`), medians of `repeats`."
+    "Latency (ms per batch of `latency_batch`, median of `repeats`) and throughput (images/s at `throughput_batch`, median of a quarter of `repeats`, at least 3: its batches are the larger)."
     latency = median_forward_seconds(model, latency_batch, input_shape, repeats, warmup)
     throughput = median_forward_seconds(model, throughput_batch, input_shape, max(3, repeats // 4), warmup)
     return {"latency_ms": 1000 * latency, "latency_batch": latency_batch,

@@ -30,6 +30,7 @@ from cob_paper.tsra import TSRA
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from fused_unit import forward_backward, forward_only       # bench/fused_unit.py: how the unit is compared with the reference
+from _harness import peak_bytes, reset_peak                 # bench/_harness.py: peak memory per measurement
 
 
 def sweep_row_times(model, importance, images, labels, common, quiet, device) -> list[dict]:
@@ -103,13 +104,14 @@ def main():
     if result["fused_check"]["ok"]: arms.append(("tsra_fused", tsra_vgg_config, tsra_recipe, {"fused": True}))
     for arm, make_config, recipe, fused in arms:
         torch.manual_seed(0)
+        reset_peak(device)            # this model's training peak (the earlier models' weights stay allocated), not the largest so far
         model = VGG(make_config(width_multiplier=args.width, **fused)).to(device)
         warm, _ = timed(device, lambda: train(model, images, labels, recipe(steps=5, **common), execution=quiet))
         seconds, _ = timed(device, lambda: train(model, images, labels, recipe(steps=args.steps, **common), execution=quiet))
         eval_seconds, _ = timed(device, lambda: evaluate(model, images, labels))
         result[arm] = {"first_5_steps_s": warm, "step_s": seconds / args.steps, "images_per_s": args.steps * args.batch_size / seconds,
                        "evaluate_s_per_image": eval_seconds / n, "parameters": count_parameters(model)}
-        if device.type == "cuda": result[arm]["max_memory_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        result[arm]["peak_memory_bytes"] = peak_bytes(device)
         models[arm] = model
         print(arm, {k: round(v, 5) if isinstance(v, float) else v for k, v in result[arm].items()}, flush=True)
 
