@@ -4,13 +4,13 @@
 
 # %% auto #0
 __all__ = ['PAPER', 'TOLERANCE', 'GAP_TOLERANCE', 'CLAIMS', 'RUN_COLUMNS', 'Check', 'Claim', 'gap_in_words', 'Verdict', 'judge',
-           'claims_markdown', 'claims_list_markdown', 'beyond_summary_markdown']
+           'column_name', 'claims_markdown', 'claims_list_markdown', 'beyond_summary_markdown']
 
 # %% ../nbs/08a_claims.ipynb #dc959d5a
 from dataclasses import dataclass
 from typing import Callable
 
-from .results import Spread, cite, paper_scale, recipe_length, sweep_rows, trained_models
+from .results import Spread, cite, data_description, model_description, paper_scale, recipe_length, sweep_rows, timed_rows, trained_models
 
 # %% ../nbs/08a_claims.ipynb #97566e99
 PAPER = {"unpruned_gap": 4.52, "chance": 10.0, "cob_70": 85.0, "cob_80": 72.5, "largest_gain": 75.1, "cob_95_after": 64.55,
@@ -195,8 +195,13 @@ def judge(run: dict, store_root: str = "results") -> list[Verdict]:
 RUN_COLUMNS = {"full": "this project, full run (GPU)",
                "full_seeds": "this project, several seeds at a much shorter schedule (GPU; models far from trained)",
                "paper": "this project, the authors' schedule (GPU)",
-               "laptop": "laptop CPU run (VGG-16 at 1/8 width; not the paper's setting)",
-               "quick": "quick CPU run (data subset; not the paper's setting)"}
+               "laptop": None, "quick": None}      # None: a run off the paper's scale, named from its config
+
+def column_name(preset: str, run: dict) -> str:
+    "The claims table's heading for `run`: its name in `RUN_COLUMNS`, else its preset, model and data (never typed)."
+    if RUN_COLUMNS[preset]: return RUN_COLUMNS[preset]
+    config = next(iter(run.values()))[0].config
+    return f"{preset} CPU run ({model_description(config)}, {data_description(config)}; not the paper's setting)"
 
 def _verdict_cell(v: Verdict | None) -> str:
     if v is None or v.agrees is None: return ""
@@ -209,7 +214,7 @@ def claims_markdown(runs: dict, store_root: str = "results") -> str:
     judged = {p for p in shown if p == "full" or paper_scale(next(iter(runs[p].values()))[0].config)}   # runs at the paper's scale
     rule = (f"A number agrees when it is within {TOLERANCE:g} points of the paper's ({GAP_TOLERANCE:g} point for the gap "
             f"between the unpruned models), or within two standard deviations of the seeds when that is wider (`nbs/08a_claims`).")
-    header = ["claim", "paper"] + [h for p in shown for h in ([RUN_COLUMNS[p], "agrees"] if p in judged else [RUN_COLUMNS[p]])]
+    header = ["claim", "paper"] + [h for p in shown for h in ([column_name(p, runs.get(p)), "agrees"] if p in judged else [column_name(p, runs.get(p))])]
     lines = [rule, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for claim in CLAIMS:
         if not any(claim.name in by_run.get(p, {}) for p in shown): continue
@@ -250,8 +255,7 @@ def beyond_summary_markdown(run: dict, targets=(0.7, 0.9), store_root: str = "re
             cells.append(f"{Spread.of([100 * r.accuracy_before_finetune for r in rows]).format()} → "
                          f"{Spread.of([100 * r.accuracy_after_finetune for r in rows]).format()}" if rows else
                          "refused" if tried else "not run")
-        speeds = [s["throughput_speedup"] for res in beyond for r, s in zip(sweep_rows(res), res.timing["row_speed"])
-                  if s and r.arm == arm and r.strategy.get("t") == targets[-1]]
+        speeds = [s["throughput_speedup"] for res in beyond for r, s in timed_rows(res) if r.arm == arm and r.strategy.get("t") == targets[-1]]
         cells.append(Spread.of(speeds).format() if speeds else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + f"\n\nFrom `{cite(beyond, store_root)}` ({beyond[0].device}; mean ± std over {len(beyond)} seed(s)).\n"

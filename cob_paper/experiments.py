@@ -5,14 +5,14 @@
 # %% auto #0
 __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES', 'PAPER_RATIOS', 'PAPER_THRESHOLDS',
            'TOOLKIT_IMPORTANCES', 'TOOLKIT_BATCHES', 'ARMS', 'BEYOND_ARMS', 'FULL_EPOCHS', 'FULL_FINETUNE_EPOCHS',
-           'SEEDS_RUN_EPOCHS', 'SEEDS_RUN_FINETUNE_EPOCHS', 'TSRA_STUDY_VARIANTS', 'STUDY_EPOCHS', 'PRESETS',
-           'VGG_DEPTHS', 'MODELS', 'RUNNERS', 'RunSettings', 'ReproductionConfig', 'sweep', 'paper_experiments', 'Arm',
-           'beyond_experiment', 'tsra_grid', 'selected_sweep', 'default_device', 'default_preset', 'paper_config',
-           'full_config', 'full_seeds_config', 'quick_config', 'laptop_config', 'smoke_config',
-           'tsra_study_experiments', 'tsra_study_config', 'tsra_study_laptop_config', 'describe', 'Workspace',
-           'preset_of', 'reproduce_command', 'MissingModelError', 'fusable', 'SeedRun', 'run_unpruned', 'variant_key',
-           'run_grid', 'basis_and_importance', 'prepared_arm', 'sweep_row', 'run_sweep', 'run_importance',
-           'chosen_variant', 'chosen_model', 'run_selected', 'reproduce', 'collect', 'record_run']
+           'SEEDS_RUN_EPOCHS', 'SEEDS_RUN_FINETUNE_EPOCHS', 'TSRA_STUDY_VARIANTS', 'STUDY_EPOCHS', 'PRESETS', 'MODELS',
+           'RUNNERS', 'RunSettings', 'ReproductionConfig', 'sweep', 'paper_experiments', 'Arm', 'beyond_experiment',
+           'tsra_grid', 'selected_sweep', 'default_device', 'default_preset', 'paper_config', 'full_config',
+           'full_seeds_config', 'quick_config', 'laptop_config', 'smoke_config', 'tsra_study_experiments',
+           'tsra_study_config', 'tsra_study_laptop_config', 'describe', 'Workspace', 'preset_of', 'reproduce_command',
+           'MissingModelError', 'fusable', 'SeedRun', 'run_unpruned', 'variant_key', 'run_grid', 'basis_and_importance',
+           'prepared_arm', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant', 'chosen_model', 'run_selected',
+           'reproduce', 'collect', 'record_run']
 
 # %% ../nbs/07_experiments.ipynb #c2ff4b8e
 import copy
@@ -27,14 +27,14 @@ from typing import Callable
 
 import torch
 
-from .data import CIFAR10, batches, calibration_indices, holdout_split, load_cifar10
+from .data import CIFAR10, CIFAR10_TRAIN_IMAGES, batches, calibration_indices, holdout_split, load_cifar10
 from .distributed import all_gather_objects, barrier, is_main, mine, world
 from .files import git_commit, provenance, tensors_sha256
 from .fused import UNFUSED_SETTINGS
 from .models import VGG, VGGConfig, count_macs, count_parameters, load_model, relu_vgg_config, save_model, tsra_vgg_config
 from .prune import (ParameterTarget, PlanRefused, ProportionOfMax, ProportionOfMean, ProportionOfMedian, ZScore,
                              prune, strategy_from_dict, strategy_to_dict)
-from .results import Result, ResultStore, SweepRow, data_description, paper_scale, recipe_length
+from .results import Result, ResultStore, SweepRow, data_description, model_description, paper_scale, recipe_length
 from .speed import inference_speed
 from .stats import (collect_statistics, importance_in_basis, load_statistics, native_importance, random_rotations,
                              rotate_model, rotation_and_importance, save_statistics)
@@ -108,6 +108,11 @@ class ReproductionConfig:
 
     @property
     def paper_scale(self) -> bool: return paper_scale(self.to_dict())
+
+    @property
+    def training_images(self) -> int:
+        "Images a model trains on per epoch: the training set, or its subset, less the held-out split."
+        return (self.train_size or CIFAR10_TRAIN_IMAGES) - self.holdout
 
 # %% ../nbs/07_experiments.ipynb #72769371
 def sweep(arms: list[str], strategies: list, speed: dict | None = None) -> dict:
@@ -199,7 +204,7 @@ def _cpu_config(preset: str, width_multiplier: float, train_size: int | None, te
                 warmup_steps: int, finetune: dict, batch_size: int, log_every: int, overrides: dict) -> ReproductionConfig:
     "A width-reduced reproduction on (a subset of) CIFAR-10, small enough for a CPU."
     return ReproductionConfig(**{"preset": preset, "width_multiplier": width_multiplier, "train_size": train_size,
-        "test_size": test_size, "calibration_size": min(2000, (train_size or 50_000) // 2),
+        "test_size": test_size, "calibration_size": min(2000, (train_size or CIFAR10_TRAIN_IMAGES) // 2),
         "tsra_train": tsra_recipe(epochs=epochs, warmup_steps=warmup_steps, batch_size=batch_size),
         "relu_train": relu_recipe(epochs=epochs, batch_size=batch_size),
         "finetune": finetune_recipe(**finetune, batch_size=batch_size),
@@ -262,13 +267,12 @@ def tsra_study_laptop_config(seeds=(0, 1), **overrides) -> ReproductionConfig:
 PRESETS = {"paper": paper_config, "full": full_config, "full_seeds": full_seeds_config, "laptop": laptop_config, "quick": quick_config, "smoke": smoke_config,
            "tsra_study": tsra_study_config, "tsra_study_laptop": tsra_study_laptop_config}
 
-VGG_DEPTHS = {"A": 11, "B": 13, "D": 16, "E": 19}     # torchvision's VGG configs by depth
 
 def describe(config: ReproductionConfig, name: str | None = None) -> dict:
     "One row of the README's table of presets (`name`, default the config's preset), read from the config (never typed)."
     images = data_description(config.to_dict()) + ("" if config.test_size is None else f", {config.test_size:,} test images") + \
         (f" ({config.holdout:,} training images held out to choose)" if config.holdout else "")
-    return {"preset": f"`{name or config.preset}`", "model": f"VGG-{VGG_DEPTHS[config.cfg]} at width x{config.width_multiplier:g}",
+    return {"preset": f"`{name or config.preset}`", "model": model_description(config.to_dict()),
             "data": images, "training": f"{recipe_length(dataclasses.asdict(config.tsra_train))} per model",
             "fine-tuning": recipe_length(dataclasses.asdict(config.finetune)), "experiments": ", ".join(config.experiments),
             "seeds": len(config.seeds), "for": "a GPU" if config.paper_scale else "a CPU"}

@@ -20,7 +20,8 @@ import seaborn as sns
 
 from .files import atomic_write
 from .models import VGGConfig
-from .results import Result, Spread, SweepRow, cite, data_description, importance_profiles, paper_scale, recipe_length, sweep_rows, trained_models
+from .results import (Result, Spread, SweepRow, cite, data_description, importance_profiles, model_description, paper_scale, recipe_length,
+                               sweep_rows, timed_rows, trained_models)
 
 Run = dict   # experiment name -> list of Result, one per seed
 CHANCE_PERCENT = 100 / VGGConfig().num_classes    # the accuracy of guessing: where a pruned model that lost its function lands
@@ -31,7 +32,7 @@ def run_label(results: list[Result], store_root: str = "results") -> str:
     r, c = results[0], results[0].config
     where = "CPU" if r.device.startswith("CPU") else "GPU"
     if paper_scale(c): kind = f"{r.preset} run ({where}, {recipe_length(c['tsra_train'])} per model)"   # one preset, several schedules
-    else: kind = (f"{r.preset.upper()} {where} RUN (VGG-16 at width x{c['width_multiplier']:g}, {data_description(c)}): "
+    else: kind = (f"{r.preset.upper()} {where} RUN ({model_description(c)}, {data_description(c)}): "
                   "not the paper's setting")
     seeds = sorted(x.seed for x in results)
     seeds_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds (mean ± std)"
@@ -197,9 +198,8 @@ def write_table(rows: list[dict], path_stem: Path, caption: str) -> list[Path]:
 def _speeds(beyond: list[Result]) -> dict:
     "Per (arm, strategy key), the row speeds of every seed."
     found: dict = {}
-    for result in beyond:
-        for row, speed in zip(sweep_rows(result), result.timing["row_speed"]):
-            if speed: found.setdefault((row.arm, _key(row.strategy)), []).append(speed)
+    for row, speed in (pair for result in beyond for pair in timed_rows(result)):
+        found.setdefault((row.arm, _key(row.strategy)), []).append(speed)
     return found
 
 def figure_beyond(beyond: list[Result], x: str = "macs", store_root: str = "results"):

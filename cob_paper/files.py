@@ -103,17 +103,20 @@ def load_checked(path: str | os.PathLike, map_location="cpu") -> dict:
 
 # %% ../nbs/01a_files.ipynb #1dca9d31
 def _swap_in(staging: Path, target: Path):
+    "`staging` becomes `target`, with hard links to the old entries it lacks, made first: whenever it stops, a whole folder stands."
     if not target.exists(): os.replace(staging, target); return
+    for entry in target.iterdir():
+        if (staging / entry.name).exists(): continue
+        if entry.is_dir(): shutil.copytree(entry, staging / entry.name, copy_function=os.link)
+        else: os.link(entry, staging / entry.name)
     retired = target.with_name(f".{target.name}.{secrets.token_hex(4)}.old")
     os.replace(target, retired)
     os.replace(staging, target)
-    for entry in retired.iterdir():
-        if not (target / entry.name).exists(): os.replace(entry, target / entry.name)
     shutil.rmtree(retired)
 
 @contextmanager
 def atomic_folder(target: str | os.PathLike):
-    "Yield a temporary folder next to `target`; when the block ends without error it replaces `target`, else it is removed."
+    "Yield a temporary folder next to `target`; when the block ends without error it replaces `target` (keeping the old entries it does not write), else it is removed."
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"{target} exists and is not a folder; move it away or choose another folder.")

@@ -169,7 +169,8 @@ def _unit_problems(unit: PrunableUnit, owned: set[int]) -> list[str]:
     for role in ("producer", "consumer"):
         layer = getattr(unit, role)
         if not isinstance(layer, (nn.Conv2d, nn.Linear)) or (isinstance(layer, nn.Conv2d) and layer.groups != 1):
-            problems.append(f"its {role} is a {type(layer).__name__}; only nn.Linear and ungrouped nn.Conv2d are supported")
+            kind = f"grouped Conv2d (groups={layer.groups})" if isinstance(layer, nn.Conv2d) else type(layer).__name__
+            problems.append(f"its {role} is a {kind}; only nn.Linear and ungrouped nn.Conv2d are supported")
     if not isinstance(unit.activation, nn.Module): problems.append("it has no activation module (where importance is measured)")
     if problems: return problems
     if unit.between is not None and any(m is not None and all(m is not c for c in unit.between) for m in (unit.norm, unit.activation)):

@@ -11,6 +11,7 @@ __all__ = ['STRATEGIES', 'prune_ratio_for_params', 'fraction_count', 'ChannelFra
 # %% ../nbs/04_prune.ipynb #2551ce35
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -35,12 +36,20 @@ def fraction_count(fraction: float, size: int) -> int:
 def _require(ok: bool, message: str):
     if not ok: raise ValueError(message)
 
+def _require_types(strategy, field: str):
+    "A strategy's threshold must be a real number and its per_subspace a bool (a string such as '0.5' or 'no' would pass silently)."
+    value, name = getattr(strategy, field), type(strategy).__name__
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}({field}={value!r}): {field} must be a number, e.g. {name}({0 if field == 'n' else 0.5}).")
+    if not isinstance(strategy.per_subspace, bool):
+        raise TypeError(f"{name}(per_subspace={strategy.per_subspace!r}): per_subspace must be True or False.")
+
 @dataclass(frozen=True)
 class ChannelFraction:
     "Remove `floor(p * size)` least important channels of each group."
     p: float
     per_subspace: bool = True
-    def __post_init__(self): _require(0 <= self.p < 1, f"channel fraction p = {self.p} must be in [0, 1).")
+    def __post_init__(self): _require_types(self, "p"); _require(0 <= self.p < 1, f"channel fraction p = {self.p} must be in [0, 1).")
     def count(self, importance: torch.Tensor) -> int: return fraction_count(self.p, len(importance))
 
 @dataclass(frozen=True)
@@ -48,7 +57,7 @@ class ParameterTarget:
     "Remove about a fraction `t` of the parameters: channel fraction `1 - sqrt(1 - t)` per group."
     t: float
     per_subspace: bool = True
-    def __post_init__(self): prune_ratio_for_params(self.t)
+    def __post_init__(self): _require_types(self, "t"); prune_ratio_for_params(self.t)
     def count(self, importance: torch.Tensor) -> int: return fraction_count(prune_ratio_for_params(self.t), len(importance))
 
 @dataclass(frozen=True)
@@ -56,7 +65,8 @@ class ChannelCount:
     "Remove exactly `n` least important channels of each group."
     n: int
     per_subspace: bool = True
-    def __post_init__(self): _require(isinstance(self.n, int) and self.n >= 0, f"channel count n = {self.n!r} must be an int >= 0.")
+    def __post_init__(self):
+        _require_types(self, "n"); _require(isinstance(self.n, int) and self.n >= 0, f"channel count n = {self.n!r} must be an int >= 0.")
     def count(self, importance: torch.Tensor) -> int: return self.n
 
 @dataclass(frozen=True)
@@ -64,7 +74,7 @@ class ZScore:
     "Remove channels whose importance z-score (sample std) is below `tau`."
     tau: float
     per_subspace: bool = True
-    def __post_init__(self): _require(math.isfinite(self.tau), f"z-score threshold tau = {self.tau} must be finite.")
+    def __post_init__(self): _require_types(self, "tau"); _require(math.isfinite(self.tau), f"z-score threshold tau = {self.tau} must be finite.")
     def count(self, importance: torch.Tensor) -> int:
         if len(importance) < 2: return 0
         std = importance.std()
@@ -77,6 +87,7 @@ class _Proportion:
     per_subspace: bool = True
     largest_tau = math.inf
     def __post_init__(self):
+        _require_types(self, "tau")
         _require(0 <= self.tau <= self.largest_tau,
                  f"{type(self).__name__} threshold tau = {self.tau} must be in [0, {self.largest_tau}].")
     def count(self, importance: torch.Tensor) -> int: return int((importance < self.tau * self.reference(importance)).sum())
@@ -276,12 +287,15 @@ def cob_prune(model: PrunableNetwork, calibration_batches: Iterable, strategy, r
     "Change-of-basis pruning: statistics, rotation merged into the weights (if `rotate`), then removal. In place, once all is checked."
     units = prunable_units_of(model)
     _check_strategy(strategy)
+    for flag, value in (("rotate", rotate), ("exact_removal", exact_removal)):
+        if not isinstance(value, bool): raise TypeError(f"{flag}={value!r} must be True or False.")
     skipped = _ignored_names(ignored, units)
-    for unit in units if rotate else []: check_rotatable(unit)                   # what needs no data: before the pass
-    for unit in units:
-        if unit.name not in skipped: check_removable(unit)
+    for unit in (u for u in units if u.name not in skipped):                     # what needs no data: before the pass
+        if rotate: check_rotatable(unit)
+        check_removable(unit)
     importances, rotations = _measure(model, calibration_batches, rotate)
     plans = plan_pruning(units, importances, strategy, ignored)                  # before any weight changes
     removals = _removals(units, plans)
-    if rotate: rotate_model(model, rotations)
+    # an ignored unit is never touched: not cut, and not rotated either (it need not be rotatable)
+    if rotate: rotate_model(model, [None if u.name in skipped else R for u, R in zip(units, rotations)])
     return model, _remove_planned(model, units, plans, removals, strategy, exact_removal)

@@ -8,6 +8,7 @@ __all__ = ['UnitStatistics', 'full_precision_matmul', 'channel_rows', 'calibrati
            'rotate_model', 'random_rotations', 'importance_in_basis', 'save_statistics', 'load_statistics']
 
 # %% ../nbs/03_stats.ipynb #6d205b9c
+import copy
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from .models import PrunableNetwork, PrunableUnit, prunable_units_of
+from .models import CONTRACT_CHAPTER, PrunableNetwork, PrunableUnit, prunable_units_of
 from .cob import check_rotation, merge_rotation_into_producer, merge_rotation_into_consumer, rotation_refusal
 from .tsra import random_orthogonal
 from .files import load_checked, save_checked
@@ -89,6 +90,9 @@ def calibration_images(batch, input_shape: tuple[int, ...], index: int = 0) -> t
 
 def _calibration_images(batches: Iterable, input_shape) -> Iterable[torch.Tensor]:
     "The checked images of each batch; a list or tuple is checked whole before the first batch is used."
+    if isinstance(batches, torch.Tensor):        # iterating it would give single images, refused with a misleading hint
+        raise TypeError(f"the calibration data is one tensor of shape {tuple(batches.shape)}; pass a list of batches: "
+                        f"[images], or images.split(500).")
     if isinstance(batches, (list, tuple)):
         yield from [calibration_images(b, input_shape, i) for i, b in enumerate(batches)]
     else:
@@ -120,7 +124,8 @@ def _gram_hook(unit: PrunableUnit, unit_stats: UnitStatistics):
 
 def _check_statistics(stats: list[UnitStatistics], dtype: torch.dtype):
     if not stats or all(s.rows == 0 for s in stats):
-        raise ValueError("collect_statistics got no batches; pass an iterable of image batches.")
+        raise ValueError("the calibration data held no images (no batches, or only empty ones); pass a list of image batches, "
+                         "e.g. [images[:500], images[500:1000]].")
     if silent := [s.name for s in stats if s.rows == 0]:
         raise ValueError(f"the activations of units {silent} never ran during the pass; prunable_units() must list the "
                          f"modules that forward calls.")
@@ -199,18 +204,47 @@ def check_rotatable(unit: PrunableUnit):
         raise ValueError(f"unit {unit.name} cannot be rotated: its {'; its '.join(refusals)}. Prune such a model in its "
                          f"native basis (rotate=False), or build it from parts that commute (ChannelRMSNorm, TSRA, average pooling).")
 
+def _merge(units: list[PrunableUnit], rotations: list):
+    for unit, R in zip(units, rotations):
+        if R is None: continue
+        merge_rotation_into_producer(unit.producer, R, check_orthogonal=False)
+        merge_rotation_into_consumer(unit.consumer, R, unit.positions_per_channel, check_orthogonal=False)
+
+def _function_tolerance(dtype: torch.dtype) -> float:
+    "How much of the largest logit a merge may change: float rounding, far below what a module the unit does not list changes."
+    return 1e-3 if dtype in (torch.float32, torch.float64) else 5e-2
+
 @torch.no_grad()
-def rotate_model(model: PrunableNetwork, rotations: list[torch.Tensor]) -> PrunableNetwork:
-    "Merge one change of basis per prunable unit into `model`'s weights, in place; everything is checked before the first merge."
+def rotate_model(model: PrunableNetwork, rotations: list) -> PrunableNetwork:
+    """Merge one change of basis per prunable unit into `model`'s weights, in place (a rotation of None leaves its unit as it is).
+    Everything is checked before the first merge; after it, the network's function: if the logits of a fixed random batch
+    moved by more than rounding, the weights are put back and the unit whose merge moves them is named."""
     units, rotations = prunable_units_of(model), list(rotations)
     if len(rotations) != len(units): raise ValueError(f"got {len(rotations)} rotations for {len(units)} prunable units.")
     for unit, R in zip(units, rotations):
+        if R is None: continue
         check_rotatable(unit)
         check_rotation(R, unit.subspace_sizes, f"unit {unit.name}")
-    for unit, R in zip(units, rotations):
-        merge_rotation_into_producer(unit.producer, R, check_orthogonal=False)
-        merge_rotation_into_consumer(unit.consumer, R, unit.positions_per_channel, check_orthogonal=False)
-    return model
+    weight = next(model.parameters())
+    # its own generator: checking draws nothing from the global random stream a run depends on
+    noise = torch.randn(8, *model.input_shape, generator=torch.Generator().manual_seed(0)).to(weight.device, weight.dtype)
+    saved = copy.deepcopy(model.state_dict())      # tensors and the modules' extra state
+    with _evaluating(model):                        # eval mode, no gradients, no TF32
+        before = model(noise).double()
+        def moved() -> float: return ((model(noise).double() - before).abs().max() / before.abs().max().clamp_min(1e-30)).item()
+        _merge(units, rotations)
+        if (change := moved()) <= _function_tolerance(weight.dtype): return model
+        model.load_state_dict(saved)
+        culprits = []
+        for i, unit in enumerate(units):           # one merge at a time: which units do not carry data the way they say
+            _merge(units, [R if j == i else None for j, R in enumerate(rotations)])
+            if moved() > _function_tolerance(weight.dtype): culprits.append(unit.name)
+            model.load_state_dict(saved)
+    raise ValueError(f"merging the change of basis moved the network's logits by {change:.1%} of the largest (rounding allows "
+                     f"{_function_tolerance(weight.dtype):g}), so {'unit ' + ', '.join(culprits) if culprits else 'some unit'} does not "
+                     f"carry data from producer to consumer only through the modules it lists: a module of `forward` missing from "
+                     f"`between`, a skip connection or a branch. The weights are as they were. List every module between "
+                     f"producer and consumer ({CONTRACT_CHAPTER}), or prune in the native basis (rotate=False).")
 
 # %% ../nbs/03_stats.ipynb #d187d57c
 def random_rotations(stats_or_units: Iterable, generator: torch.Generator | None = None) -> list[torch.Tensor]:

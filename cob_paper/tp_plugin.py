@@ -18,8 +18,8 @@ import torch.nn.functional as F
 import torch_pruning as tp
 
 from .models import VGG, count_parameters, count_macs
-from .stats import collect_statistics, native_importance, rotation_and_importance, rotate_model
-from .prune import ParameterTarget, plan_pruning, strategy_to_dict, PruneReport, LayerReport
+from .stats import check_rotatable, collect_statistics, native_importance, rotation_and_importance, rotate_model
+from .prune import ParameterTarget, plan_pruning, strategy_to_dict, PruneReport, LayerReport, _ignored_names
 from .tsra import TSRA
 from .cob import ChannelRMSNorm
 
@@ -110,20 +110,23 @@ class CoBImportance(UnitImportance):
     @classmethod
     def from_calibration(cls, model: VGG, calibration_batches: Iterable, strategy=None, rotate: bool = True,
                          ignored: Iterable[str] = ()) -> "CoBImportance":
-        "One statistics pass; with `strategy`, the per-subspace plan (a refused plan changes nothing); then, with `rotate`, the rotation merged into `model`."
+        "One statistics pass; with `strategy`, the per-subspace plan (a refused plan changes nothing); then, with `rotate`, the rotation merged into `model` (not into an ignored unit)."
+        skipped = _ignored_names(ignored, model.prunable_units())
+        for unit in (u for u in model.prunable_units() if rotate and u.name not in skipped): check_rotatable(unit)   # before the pass
         stats = collect_statistics(model, calibration_batches)
         if rotate: rotations, scores = zip(*[rotation_and_importance(s) for s in stats])
         else: scores = [native_importance(s) for s in stats]
         importances = {s.name: imp for s, imp in zip(stats, scores)}
         keep = None if strategy is None else \
             {plan.name: plan.keep for plan in plan_pruning(model.prunable_units(), importances, strategy, ignored)}
-        if rotate: rotate_model(model, list(rotations))
+        if rotate: rotate_model(model, [None if s.name in skipped else R for s, R in zip(stats, rotations)])
         return cls(model, importances, keep)
 
 # %% ../nbs/04b_torch_pruning.ipynb #85ce9e33
 def _one_image(model: VGG) -> torch.Tensor:
-    config, p = model.config, next(model.parameters())
-    return torch.zeros(1, config.in_channels, config.image_size, config.image_size, device=p.device, dtype=p.dtype)
+    "One input of `model` (the contract's `input_shape`), for Torch-Pruning's trace: its values do not matter."
+    p = next(model.parameters())
+    return torch.zeros(1, *model.input_shape, device=p.device, dtype=p.dtype)
 
 @contextmanager
 def _keeping_mode(model: nn.Module):
@@ -157,6 +160,10 @@ def prune_as_planned(model: VGG, importance: UnitImportance, strategy: dict, exa
 def cob_prune_with_torch_pruning(model: VGG, calibration_batches: Iterable, strategy, rotate: bool = True,
                                  ignored: Iterable[str] = (), example_inputs=None) -> tuple[VGG, PruneReport]:
     "`cob_prune` with Torch-Pruning removing the channels: the same statistics, rotation and per-subspace plan. In place."
+    example_inputs = _one_image(model) if example_inputs is None else example_inputs      # checked before anything changes
+    if tuple(example_inputs.shape[1:]) != tuple(model.input_shape):
+        raise ValueError(f"example_inputs has shape {tuple(example_inputs.shape)}, but one input of this model is {tuple(model.input_shape)}; "
+                         f"pass a batch of shape (N, {', '.join(map(str, model.input_shape))}), or leave it out.")
     importance = CoBImportance.from_calibration(model, calibration_batches, strategy, rotate, ignored)
     return model, prune_as_planned(model, importance, strategy_to_dict(strategy), example_inputs)
 

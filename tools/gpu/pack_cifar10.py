@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cob_paper.data import CACHE_FILES, find_shared_cifar10, write_checksums
+from cob_paper.data import CACHE_FILES, find_shared_cifar10, verify_checksums, write_checksums
 from cob_paper.files import atomic_write
 
 FILES = tuple(Path(name).stem for name in CACHE_FILES)
@@ -83,6 +83,7 @@ def _pack_one(args):
 def pack(src: Path, dest: Path):
     sums = (src / "SHA256SUMS")
     if not sums.exists(): sys.exit(f"pack: {sums} is missing; --src must be the shared CIFAR-10 folder.")
+    verify_checksums(src)          # the digests recorded below are of the real data, not of a damaged copy
     jobs = []
     for part, names in PARTS.items():
         (dest / part).mkdir(parents=True, exist_ok=True)

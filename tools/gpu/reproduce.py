@@ -21,17 +21,17 @@ from pathlib import Path
 
 import torch
 
-from cob_paper.experiments import PRESETS, RunSettings, Workspace, full_config, reproduce, smoke_config
+from cob_paper.experiments import PRESETS, RunSettings, Workspace, full_config, paper_experiments, reproduce, smoke_config
 from cob_paper.files import provenance, write_json
 from cob_paper.train import steps_per_epoch
 
 # (fine-tuning epochs, fewest training epochs worth taking with it), most fine-tuning first
 CHOICES = ((3, 60), (2, 30), (1, 15))
 MAX_EPOCHS, EPOCH_GRANULARITY, FIXED_OVERHEAD_S = 100, 5, 25.0
-PAPER_EXPERIMENTS = ("unpruned", "importance", "fixed_ratio", "threshold")
+PAPER_EXPERIMENTS = tuple(paper_experiments())     # the paper's experiments of the full preset; beyond is this project's
 
 
-def sweep_rows(config, names=PAPER_EXPERIMENTS) -> int:
+def sweep_row_count(config, names=PAPER_EXPERIMENTS) -> int:
     "Rows per seed of the sweeps among `names` (arms x strategies)."
     specs = [config.experiments[n] for n in names if config.experiments[n]["kind"] == "sweep"]
     return sum(len(s["arms"]) * len(s["strategies"]) for s in specs)
@@ -87,17 +87,17 @@ def ladder_engines(ladder: dict, probe: dict) -> list[dict]:
     return engines
 
 
-def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, train_images: int = 50_000, calibration_images: int = 10_000,
-                    engine: dict | None = None, fixed: tuple[float, float] | None = None) -> dict:
+def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, engine: dict | None = None,
+                    fixed: tuple[float, float] | None = None) -> dict:
     """Epochs per model and fine-tuning epochs that let `seeds` seeds of the paper experiments fit `budget_s` with `engine`;
     or, given `fixed` (epochs, fine-tuning epochs), the estimate of that schedule."""
     engine = engine or probe_engines(probe)[0]
     template = full_config()
-    per_epoch = steps_per_epoch(train_images, template.tsra_train.batch_size)
-    rows = sweep_rows(template)
+    per_epoch = steps_per_epoch(template.training_images, template.tsra_train.batch_size)
+    rows = sweep_row_count(template)
     finetune_step, row_fixed = row_costs(probe, engine["fused_tsra"])
     train_epoch = per_epoch * sum(engine["step_s"].values())
-    statistics = 2 * calibration_images * probe["merge_check"]["statistics_s_per_image"]     # one pass per model and seed
+    statistics = 2 * template.calibration_size * probe["merge_check"]["statistics_s_per_image"]     # one pass per model and seed
     def fixed_per_seed(finetune_epochs):
         return statistics + sum(engine["first_step_s"].values()) + rows * (row_fixed + finetune_epochs * per_epoch * finetune_step)
     if fixed: epochs, finetune_epochs = fixed
@@ -209,11 +209,11 @@ def main():
         for name in (n for n in PAPER_EXPERIMENTS if n in config.experiments):
             reproduce(workspace, dataclasses.replace(config, seeds=[seed]), only=[name]); finished(name, seed)
     if "beyond" in config.experiments:
-        per_row = (time.perf_counter() - started) / max(1, len(config.seeds) * sweep_rows(config))
+        per_row = (time.perf_counter() - started) / max(1, len(config.seeds) * sweep_row_count(config))
         for seed in config.seeds:
             left = (args.limit or args.budget) - (time.perf_counter() - started)
-            if per_row * sweep_rows(config, ["beyond"]) > left:
-                print(f"== beyond seed {seed}: not started, about {per_row * sweep_rows(config, ['beyond']):.0f} s needed, {left:.0f} s left"); break
+            if per_row * sweep_row_count(config, ["beyond"]) > left:
+                print(f"== beyond seed {seed}: not started, about {per_row * sweep_row_count(config, ['beyond']):.0f} s needed, {left:.0f} s left"); break
             reproduce(workspace, dataclasses.replace(config, seeds=[seed]), only=["beyond"]); finished("beyond", seed)
 
 

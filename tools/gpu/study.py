@@ -23,16 +23,16 @@ from cob_paper.experiments import (ReproductionConfig, TSRA_STUDY_VARIANTS, Work
 from cob_paper.files import provenance, write_json
 from cob_paper.train import steps_per_epoch
 from reproduce import (FIXED_OVERHEAD_S, engine_settings, export_results, gpu_run_parser, longest, probe_engines,  # tools/gpu/
-                       read_ladder, row_costs, sweep_rows, usable_engines)
+                       read_ladder, row_costs, sweep_row_count, usable_engines)
 
 STAGES = ("unpruned", "grid", "fixed_ratio", "selected")
 
 
 def choose_epochs(probe: dict, budget_s: float, seeds: int = 1, template: ReproductionConfig | None = None,
-                  train_images: int = 45_000, engine: dict | None = None, fixed_epochs: int | None = None) -> dict:
+                  engine: dict | None = None, fixed_epochs: int | None = None) -> dict:
     "Whole epochs per model that let `seeds` seeds of the study fit `budget_s` with `engine` (at least 1), or `fixed_epochs`; the estimate."
     template, engine = template or tsra_study_config(), engine or probe_engines(probe)[0]
-    per_epoch = steps_per_epoch(train_images, template.tsra_train.batch_size)
+    per_epoch = steps_per_epoch(template.training_images, template.tsra_train.batch_size)
     variants = [{}] + list(template.experiments["grid"]["variants"].values())        # the paper's TSRA and the grid
     fused = sum(fusable("tsra", v) for v in variants) if engine["fused_tsra"] else 0
     tsra_models = len(variants)
@@ -41,7 +41,7 @@ def choose_epochs(probe: dict, budget_s: float, seeds: int = 1, template: Reprod
                                + engine["step_s"]["relu"])
     compile_s = tsra_models * engine["first_step_s"]["tsra"] + engine["first_step_s"]["relu"]
     finetune_step, row_fixed = row_costs(probe, engine["fused_tsra"])
-    rows = sweep_rows(template, ["fixed_ratio"]) + len(template.experiments["selected"]["arms"]) * len(template.experiments["selected"]["strategies"])
+    rows = sweep_row_count(template, ["fixed_ratio"]) + len(template.experiments["selected"]["arms"]) * len(template.experiments["selected"]["strategies"])
     finetune_epochs = template.finetune.epochs
     statistics = 3 * template.calibration_size * probe["merge_check"]["statistics_s_per_image"]   # paper's TSRA, ReLU, chosen
     per_seed_fixed = statistics + compile_s + rows * (row_fixed + finetune_epochs * per_epoch * finetune_step)
