@@ -11,6 +11,7 @@ import dataclasses
 import os
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 # %% ../nbs/09_cli.ipynb #873eb2b3
@@ -48,6 +49,8 @@ def redraw_record(root: Path, notebooks: bool = True) -> list[Path]:
     from cob_paper.results import ResultStore
     root = Path(root)
     record_dir, figures_dir, index = root / "results", root / "figures", root / "nbs" / "index.ipynb"
+    if not index.is_file():     # before anything is written: the tables go into the index, the README comes from it
+        raise FileNotFoundError(f"{index} is missing: {root} is not a checkout of this repository; pass --root to one.")
     shown = {p: run for p in PRESETS if p != "smoke" and (run := collect(ResultStore(record_dir), PRESETS[p]()))}
     runs = {p: run for p, run in shown.items() if p in RUN_COLUMNS}
     written = [path for p, run in shown.items() for path in write_run_figures(run, figures_dir / p)]
@@ -93,8 +96,11 @@ def _check_device(device: str) -> None:
     import torch
     try: kind = torch.device(device).type
     except RuntimeError: raise ValueError(f"--device {device!r} is not a device torch knows; use cpu, cuda or cuda:N.") from None
+    if kind not in ("cpu", "cuda"): raise ValueError(f"--device {device}: this project runs on cpu or cuda.")
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device} asks for CUDA, which torch does not find here; use --device cpu (or leave it out).")
+    if kind == "cuda" and (torch.device(device).index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices (cuda:0 ...).")
 
 def _check_writable(folder: Path) -> None:
     "Refuse a workspace that cannot be written, before anything is computed; the check leaves nothing behind."
@@ -102,6 +108,15 @@ def _check_writable(folder: Path) -> None:
     try: os.rmdir(tempfile.mkdtemp(prefix=".cob-paper-check-", dir=existing))
     except OSError as e:
         raise ValueError(f"cannot write the workspace {folder} ({e.strerror}: {existing}); pass --out a folder you can write.") from None
+
+def _check_recordable(root: Path) -> None:
+    "Before computing for `--record`: the record's results must come from committed code, into a checkout of this repository."
+    from cob_paper.files import git_commit
+    if not (root / "nbs" / "index.ipynb").is_file():
+        raise FileNotFoundError(f"--record writes into {root}/results and redraws from {root}/nbs/index.ipynb, which is missing; "
+                                f"pass --root to a checkout of this repository.")
+    if (commit := git_commit()) == "unknown" or commit.endswith("-dirty"):
+        raise ValueError(f"--record takes results of committed code only, and this code is at {commit!r}; commit it first.")
 
 def _reproduce(args) -> int:
     from cob_paper.distributed import is_main, join_from_environment, leave
@@ -122,6 +137,7 @@ def _reproduce(args) -> int:
             raise ValueError(f"the workspace {workspace.root} would write into the committed {theirs}; "
                              f"compute in a workspace of its own (--out runs) and let --record copy the results in.")
     _check_writable(workspace.root)
+    if args.record: _check_recordable(Path(args.root))
     workspace.device = join_from_environment(device)     # one process of several under torchrun; else unchanged
     main_process = is_main()                            # decided now: once a process leaves its group, it is alone
     say = print if main_process else (lambda *a, **k: None)
@@ -161,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         written = redraw_record(Path(args.root), notebooks=not args.no_notebooks)
     except REFUSALS as e:
         if os.environ.get("COB_PAPER_TRACEBACK"): raise
-        print(f"cob-paper: {e}\n(COB_PAPER_TRACEBACK=1 shows where it was raised.)", file=sys.stderr)
+        frame = traceback.extract_tb(e.__traceback__)[-1]        # where: a refusal of a check, or a fault to report
+        print(f"cob-paper: {e}\n({type(e).__name__} raised at {Path(frame.filename).name}:{frame.lineno}; "
+              f"COB_PAPER_TRACEBACK=1 shows the whole traceback.)", file=sys.stderr)
         return 2
     print(f"redrew {len(written)} files from {Path(args.root) / 'results'}/")
     return 0

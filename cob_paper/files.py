@@ -102,16 +102,24 @@ def load_checked(path: str | os.PathLike, map_location="cpu") -> dict:
     return record["payload"]
 
 # %% ../nbs/01a_files.ipynb #1dca9d31
+def _link_or_copy(source, destination):
+    "A hard link (no bytes copied), or a copy where the filesystem has none (FAT, many network mounts)."
+    try: os.link(source, destination)
+    except OSError: shutil.copy2(source, destination)
+
 def _swap_in(staging: Path, target: Path):
-    "`staging` becomes `target`, with hard links to the old entries it lacks, made first: whenever it stops, a whole folder stands."
+    "`staging` becomes `target`, with the old entries it lacks linked in first: whenever it stops, a whole folder stands."
     if not target.exists(): os.replace(staging, target); return
     for entry in target.iterdir():
         if (staging / entry.name).exists(): continue
-        if entry.is_dir(): shutil.copytree(entry, staging / entry.name, copy_function=os.link)
-        else: os.link(entry, staging / entry.name)
+        if entry.is_dir(): shutil.copytree(entry, staging / entry.name, copy_function=_link_or_copy)
+        else: _link_or_copy(entry, staging / entry.name)
     retired = target.with_name(f".{target.name}.{secrets.token_hex(4)}.old")
     os.replace(target, retired)
-    os.replace(staging, target)
+    try: os.replace(staging, target)
+    except BaseException:
+        os.replace(retired, target)        # the old folder back where it was
+        raise
     shutil.rmtree(retired)
 
 @contextmanager

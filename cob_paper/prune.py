@@ -294,7 +294,7 @@ def cob_prune(model: PrunableNetwork, calibration_batches: Iterable, strategy, r
         if rotate: check_rotatable(unit)
         check_removable(unit)
     importances, rotations = _measure(model, calibration_batches, rotate)
-    plans = plan_pruning(units, importances, strategy, ignored)                  # before any weight changes
+    plans = plan_pruning(units, importances, strategy, skipped)                  # before any weight changes
     removals = _removals(units, plans)
     # an ignored unit is never touched: not cut, and not rotated either (it need not be rotatable)
     if rotate: rotate_model(model, [None if u.name in skipped else R for u, R in zip(units, rotations)])

@@ -8,7 +8,7 @@ __all__ = ['UnitStatistics', 'full_precision_matmul', 'channel_rows', 'calibrati
            'rotate_model', 'random_rotations', 'importance_in_basis', 'save_statistics', 'load_statistics']
 
 # %% ../nbs/03_stats.ipynb #6d205b9c
-import copy
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,34 +214,60 @@ def _function_tolerance(dtype: torch.dtype) -> float:
     "How much of the largest logit a merge may change: float rounding, far below what a module the unit does not list changes."
     return 1e-3 if dtype in (torch.float32, torch.float64) else 5e-2
 
+@contextmanager
+def _checking(model: nn.Module):
+    "Eval mode (each module's own mode put back after), no gradients, no TF32, no autocast: logits in the weights' own precision."
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad(), full_precision_matmul(), torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            yield
+    finally:
+        for m, training in modes: m.train(training)
+
 @torch.no_grad()
 def rotate_model(model: PrunableNetwork, rotations: list) -> PrunableNetwork:
     """Merge one change of basis per prunable unit into `model`'s weights, in place (a rotation of None leaves its unit as it is).
     Everything is checked before the first merge; after it, the network's function: if the logits of a fixed random batch
-    moved by more than rounding, the weights are put back and the unit whose merge moves them is named."""
+    moved by more than rounding (relative to the largest logit), the weights are put back and the units whose merge moves
+    them are named. Whatever stops it midway, the weights are put back."""
     units, rotations = prunable_units_of(model), list(rotations)
     if len(rotations) != len(units): raise ValueError(f"got {len(rotations)} rotations for {len(units)} prunable units.")
     for unit, R in zip(units, rotations):
         if R is None: continue
         check_rotatable(unit)
         check_rotation(R, unit.subspace_sizes, f"unit {unit.name}")
+    layers = [layer for unit, R in zip(units, rotations) if R is not None for layer in (unit.producer, unit.consumer)]
+    touched = list({id(p): p for layer in layers for p in (layer.weight, layer.bias) if p is not None}.values())
+    saved = [p.detach().to("cpu", copy=True) for p in touched]       # what a merge changes (in place), to put back
+    def put_back():
+        for p, s in zip(touched, saved): p.copy_(s)
     weight = next(model.parameters())
+    tolerance = _function_tolerance(weight.dtype)
     # its own generator: checking draws nothing from the global random stream a run depends on
     noise = torch.randn(8, *model.input_shape, generator=torch.Generator().manual_seed(0)).to(weight.device, weight.dtype)
-    saved = copy.deepcopy(model.state_dict())      # tensors and the modules' extra state
-    with _evaluating(model):                        # eval mode, no gradients, no TF32
+    with _checking(model):
         before = model(noise).double()
-        def moved() -> float: return ((model(noise).double() - before).abs().max() / before.abs().max().clamp_min(1e-30)).item()
-        _merge(units, rotations)
-        if (change := moved()) <= _function_tolerance(weight.dtype): return model
-        model.load_state_dict(saved)
-        culprits = []
-        for i, unit in enumerate(units):           # one merge at a time: which units do not carry data the way they say
-            _merge(units, [R if j == i else None for j, R in enumerate(rotations)])
-            if moved() > _function_tolerance(weight.dtype): culprits.append(unit.name)
-            model.load_state_dict(saved)
+        if not torch.isfinite(before).all():
+            raise ValueError("the network's logits on a random batch are not finite before any merge, so no change of basis "
+                             "can be checked to keep its function; look for NaN or overflowing weights.")
+        def moved() -> float:
+            after = model(noise).double()
+            return ((after - before).abs().max() / before.abs().max().clamp_min(1e-30)).item() if torch.isfinite(after).all() else math.inf
+        try:
+            _merge(units, rotations)
+            if (change := moved()) <= tolerance: return model
+            put_back()
+            culprits = []
+            for i, unit in enumerate(units):        # one merge at a time: which units do not carry data the way they say
+                _merge(units, [R if j == i else None for j, R in enumerate(rotations)])
+                if moved() > tolerance: culprits.append(unit.name)
+                put_back()
+        except BaseException:
+            put_back()
+            raise
     raise ValueError(f"merging the change of basis moved the network's logits by {change:.1%} of the largest (rounding allows "
-                     f"{_function_tolerance(weight.dtype):g}), so {'unit ' + ', '.join(culprits) if culprits else 'some unit'} does not "
+                     f"{tolerance:g}), so {'unit ' + ', '.join(culprits) if culprits else 'some unit'} does not "
                      f"carry data from producer to consumer only through the modules it lists: a module of `forward` missing from "
                      f"`between`, a skip connection or a branch. The weights are as they were. List every module between "
                      f"producer and consumer ({CONTRACT_CHAPTER}), or prune in the native basis (rotate=False).")

@@ -114,12 +114,12 @@ class CoBImportance(UnitImportance):
         skipped = _ignored_names(ignored, model.prunable_units())
         for unit in (u for u in model.prunable_units() if rotate and u.name not in skipped): check_rotatable(unit)   # before the pass
         stats = collect_statistics(model, calibration_batches)
-        if rotate: rotations, scores = zip(*[rotation_and_importance(s) for s in stats])
-        else: scores = [native_importance(s) for s in stats]
-        importances = {s.name: imp for s, imp in zip(stats, scores)}
+        # an ignored unit keeps its native basis, so its scores are native too (Torch-Pruning's own ratios may still rank it)
+        rotations = [rotation_and_importance(s) if rotate and s.name not in skipped else (None, native_importance(s)) for s in stats]
+        importances = {s.name: imp for s, (_, imp) in zip(stats, rotations)}
         keep = None if strategy is None else \
-            {plan.name: plan.keep for plan in plan_pruning(model.prunable_units(), importances, strategy, ignored)}
-        if rotate: rotate_model(model, [None if s.name in skipped else R for s, R in zip(stats, rotations)])
+            {plan.name: plan.keep for plan in plan_pruning(model.prunable_units(), importances, strategy, skipped)}
+        if rotate: rotate_model(model, [R for R, _ in rotations])
         return cls(model, importances, keep)
 
 # %% ../nbs/04b_torch_pruning.ipynb #85ce9e33

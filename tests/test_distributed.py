@@ -18,8 +18,11 @@ TESTS, ROOT = Path(__file__).resolve().parent, Path(__file__).resolve().parents[
 TIMEOUT_S = 300
 
 
-def torchrun(*args, cwd=ROOT):
-    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+def torchrun(*args, tmp: Path, cwd=ROOT):
+    "Two processes under PyTorch's launcher; its own temporary folders go under `tmp` (pytest removes it), not /tmp."
+    (tmp / "tmp").mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1",
+           "TMPDIR": str(tmp / "tmp")}
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args],
                          cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -27,7 +30,7 @@ def torchrun(*args, cwd=ROOT):
 
 
 def test_one_data_parallel_step_and_the_statistics_equal_one_process(tmp_path):
-    torchrun(str(TESTS / "_ddp_worker.py"), str(tmp_path))
+    torchrun(str(TESTS / "_ddp_worker.py"), str(tmp_path), tmp=tmp_path)
     alone = one_step(data_parallel=False).state_dict()
     together = torch.load(tmp_path / "step.pt", weights_only=True)
     for name, value in alone.items():
@@ -54,7 +57,7 @@ def test_a_two_process_sweep_writes_the_rows_of_a_one_process_sweep(tmp_path):
     shutil.copytree(tmp_path / "one", tmp_path / "two")        # the same trained models and statistics
     config = smoke_config(seeds=[0])
     Workspace(tmp_path / "two").results.path(config.preset, "fixed_ratio", config.digest("fixed_ratio"), 0).unlink()
-    log = torchrun("-m", "cob_paper.cli", *common, "--only", "fixed_ratio", "--out", str(tmp_path / "two"))
+    log = torchrun("-m", "cob_paper.cli", *common, "--only", "fixed_ratio", "--out", str(tmp_path / "two"), tmp=tmp_path)
     assert "fixed_ratio, seed 0: computing" in log
     one, two = _sweep(tmp_path / "one"), _sweep(tmp_path / "two")
     assert two.numbers == one.numbers and one.numbers["rows"]

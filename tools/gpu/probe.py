@@ -104,14 +104,15 @@ def main():
     if result["fused_check"]["ok"]: arms.append(("tsra_fused", tsra_vgg_config, tsra_recipe, {"fused": True}))
     for arm, make_config, recipe, fused in arms:
         torch.manual_seed(0)
-        reset_peak(device)            # this model's training peak (the earlier models' weights stay allocated), not the largest so far
+        if device.type == "cuda":     # this model's own peak: not the largest so far, nor the earlier models still held
+            reset_peak(device); held = torch.cuda.memory_allocated(device)
         model = VGG(make_config(width_multiplier=args.width, **fused)).to(device)
         warm, _ = timed(device, lambda: train(model, images, labels, recipe(steps=5, **common), execution=quiet))
         seconds, _ = timed(device, lambda: train(model, images, labels, recipe(steps=args.steps, **common), execution=quiet))
         eval_seconds, _ = timed(device, lambda: evaluate(model, images, labels))
         result[arm] = {"first_5_steps_s": warm, "step_s": seconds / args.steps, "images_per_s": args.steps * args.batch_size / seconds,
                        "evaluate_s_per_image": eval_seconds / n, "parameters": count_parameters(model)}
-        result[arm]["peak_memory_bytes"] = peak_bytes(device)
+        if device.type == "cuda": result[arm]["peak_memory_bytes"] = peak_bytes(device) - held
         models[arm] = model
         print(arm, {k: round(v, 5) if isinstance(v, float) else v for k, v in result[arm].items()}, flush=True)
 

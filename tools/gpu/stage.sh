@@ -8,7 +8,7 @@
 #   then, or instead of call 2 (carry [".data/packed/b"] if the data is not unpacked yet):
 #                                      COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh study <budget seconds>
 #   on any call, no data carried (e.g. with the time a session has left after call 2, on the same warm machine):
-#                                      COB_PAPER_GIT_COMMIT=<commit> bash tools/gpu/stage.sh ladder <seconds>
+#                                      COB_PAPER_GIT_COMMIT=<commit> [LADDER_RUNGS=eager,compiled,authors] bash tools/gpu/stage.sh ladder <seconds>
 # Call 1 unpacks its half of the data while tools/gpu/probe.py times the engine; call 2 unpacks
 # the rest, then tools/gpu/reproduce.py chooses the schedule and runs every experiment.
 # What comes back under $OUT (8 files at most): logs, probe.json / schedule.json, the ladder's results/bench/*.json, and
@@ -21,13 +21,15 @@ if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=.:/tmp/site
 fi
 OUT="${OUT:-/tmp/cob-paper-out}"; mkdir -p "$OUT"
-# the engine ladder (bench/train_throughput.py) within $1 seconds: random images, since a call may not have CIFAR-10 (the
-# cost of a step does not depend on the pixels); kept in .data too, since $OUT is emptied before each call and `main`
-# chooses its engine among the ladder's rungs
+# the engine ladder (bench/train_throughput.py) within $1 seconds, written to folder $2 (emptied first), its rungs
+# $LADDER_RUNGS (default: all): random images, since a call may not have CIFAR-10 (the cost of a step does not depend on
+# the pixels); kept in .data too, since $OUT is emptied before each call and `main` chooses its engine among the rungs
+# of the first call's ladder (.data/bench)
 ladder() {
-  timeout "$1" python bench/train_throughput.py --full --synthetic --out .data/bench 2>&1 | tee "$OUT/ladder.log"
+  rm -rf "$2"
+  timeout "$1" python bench/train_throughput.py --full --synthetic ${LADDER_RUNGS:+--rungs "$LADDER_RUNGS"} --out "$2" 2>&1 | tee "$OUT/ladder.log"
   mkdir -p "$OUT/results/bench"
-  cp .data/bench/train_throughput-*.json "$OUT/results/bench/" 2>/dev/null || echo "the ladder measured no rung in $1 s" | tee -a "$OUT/ladder.log"
+  cp "$2"/train_throughput-*.json "$OUT/results/bench/" 2>/dev/null || echo "the ladder measured no rung in $1 s" | tee -a "$OUT/ladder.log"
 }
 case "${1:-}" in
   probe)
@@ -37,7 +39,7 @@ case "${1:-}" in
     python tools/gpu/pack_cifar10.py unpack > "$OUT/unpack-a.log" 2>&1 &
     python tools/gpu/probe.py --out .data/probe.json 2>&1 | tee "$OUT/probe.log"
     wait
-    if [ -n "${LADDER_S:-}" ]; then ladder "$LADDER_S"; fi
+    if [ -n "${LADDER_S:-}" ]; then ladder "$LADDER_S" .data/bench; fi
     cp .data/probe.json "$OUT/probe.json"
     cat "$OUT/machine.txt" "$OUT/unpack-a.log" ;;
   main)
@@ -55,6 +57,6 @@ case "${1:-}" in
       --data .data/cifar10 --runs .data/runs \
       --out "$OUT" 2> "$OUT/study-progress.log" | tee "$OUT/study.log" ;;
   ladder)
-    ladder "${2:?give the seconds the ladder may take}" ;;
+    ladder "${2:?give the seconds the ladder may take}" .data/ladder ;;     # not .data/bench: main's engine came from that
   *) echo "usage: bash tools/gpu/stage.sh probe | main <budget seconds> [<limit seconds>] | study <budget seconds> | ladder <seconds>"; exit 2 ;;
 esac
