@@ -406,7 +406,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'cob_paper.stats.UnitStatistics.width': ('stats.html#unitstatistics.width', 'cob_paper/stats.py'),
                                  'cob_paper.stats._calibration_images': ('stats.html#_calibration_images', 'cob_paper/stats.py'),
                                  'cob_paper.stats._check_statistics': ('stats.html#_check_statistics', 'cob_paper/stats.py'),
-                                 'cob_paper.stats._checking': ('stats.html#_checking', 'cob_paper/stats.py'),
                                  'cob_paper.stats._evaluating': ('stats.html#_evaluating', 'cob_paper/stats.py'),
                                  'cob_paper.stats._function_tolerance': ('stats.html#_function_tolerance', 'cob_paper/stats.py'),
                                  'cob_paper.stats._gram_hook': ('stats.html#_gram_hook', 'cob_paper/stats.py'),

@@ -261,7 +261,8 @@ def _function_for(x: torch.Tensor, dim: int, backend: str):
 class FusedRMSNormTSRA(TSRA):
     "`TSRA(ChannelRMSNorm(x))` in one pass per position; same split, gains and extra state as `TSRA`."
     def __init__(self, subspace_sizes: tuple[int, int], channel_dim: int = 1,
-                 a_U=PAPER_GAINS["a_U"], a_V=PAPER_GAINS["a_V"], b_U=PAPER_GAINS["b_U"], b_V=PAPER_GAINS["b_V"], eps=1e-12, norm_eps: float | None = None, divisor_width: int | None = None, backend: str = "auto"):
+                 a_U=PAPER_GAINS["a_U"], a_V=PAPER_GAINS["a_V"], b_U=PAPER_GAINS["b_U"], b_V=PAPER_GAINS["b_V"], eps=1e-12,
+                 norm_eps: float | None = None, divisor_width: int | None = None, backend: str = "auto"):
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r} is not one of {BACKENDS}; 'auto' picks the Triton kernel on CUDA "
                              f"when it imports and PyTorch elsewhere.")

@@ -53,11 +53,14 @@ def _images(batch): return batch[0] if isinstance(batch, (tuple, list)) else bat
 
 @contextmanager
 def _evaluating(model: nn.Module):
-    was_training = model.training
+    "Eval mode (each module's own mode put back after), no gradients, no TF32, no autocast: the model in its weights' precision."
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        with torch.no_grad(), full_precision_matmul(): yield
-    finally: model.train(was_training)
+        with torch.no_grad(), full_precision_matmul(), torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            yield
+    finally:
+        for m, training in modes: m.train(training)
 
 # %% ../nbs/03_stats.ipynb #1ac48847
 def _shape_hint(shape: tuple, expected: tuple) -> str:
@@ -214,17 +217,6 @@ def _function_tolerance(dtype: torch.dtype) -> float:
     "How much of the largest logit a merge may change: float rounding, far below what a module the unit does not list changes."
     return 1e-3 if dtype in (torch.float32, torch.float64) else 5e-2
 
-@contextmanager
-def _checking(model: nn.Module):
-    "Eval mode (each module's own mode put back after), no gradients, no TF32, no autocast: logits in the weights' own precision."
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad(), full_precision_matmul(), torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
-            yield
-    finally:
-        for m, training in modes: m.train(training)
-
 @torch.no_grad()
 def rotate_model(model: PrunableNetwork, rotations: list) -> PrunableNetwork:
     """Merge one change of basis per prunable unit into `model`'s weights, in place (a rotation of None leaves its unit as it is).
@@ -246,7 +238,7 @@ def rotate_model(model: PrunableNetwork, rotations: list) -> PrunableNetwork:
     tolerance = _function_tolerance(weight.dtype)
     # its own generator: checking draws nothing from the global random stream a run depends on
     noise = torch.randn(8, *model.input_shape, generator=torch.Generator().manual_seed(0)).to(weight.device, weight.dtype)
-    with _checking(model):
+    with _evaluating(model):
         before = model(noise).double()
         if not torch.isfinite(before).all():
             raise ValueError("the network's logits on a random batch are not finite before any merge, so no change of basis "
