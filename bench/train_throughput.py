@@ -127,8 +127,10 @@ def measure(name: str, rung: str, data, test, args, device) -> dict:
         recipe = make_recipe(steps=args.warmup + args.steps, batch_size=args.batch_size, warmup_steps=0)
         history = train(model, data.train_images, data.train_labels, recipe,
                         execution=Execution(log_every=args.warmup, progress=False, compile=compiled))
-        timed_records = [r for r in history.records[1:] if r["images_per_s"]]
-        row = {"train_images_per_s": sum(r["images_per_s"] for r in timed_records) / len(timed_records),
+        # the first interval holds the warm-up; after it, all timed images over all their seconds (a mean of the
+        # intervals' rates would weigh a fast interval as much as a slow one of the same images, and read high)
+        spans = [(r["step"] - before["step"], r["images_per_s"]) for before, r in zip(history.records, history.records[1:])]
+        row = {"train_images_per_s": sum(steps for steps, _ in spans) / sum(steps / rate for steps, rate in spans),
                "first_step_s": history.first_step_s}
         evaluated = torch.compile(model) if compiled else model
         evaluate(evaluated, *test)                                   # warm-up (and compilation for evaluation)

@@ -78,15 +78,23 @@ def redraw_record(root: Path, notebooks: bool = True) -> list[Path]:
 
 # %% ../nbs/09_cli.ipynb #c4c82581
 def _print_comparison(comparison, record_dir) -> None:
+    from cob_paper.results import REPRODUCTION_CONDITIONS, reproduction_gaps
     total = len(comparison.identical) + len(comparison.different) + len(comparison.not_in_record)
     print(f"\nCompared with the record ({record_dir}/): {len(comparison.identical)} of {total} results files identical.")
     for result, theirs, diffs in comparison.different:
         print(f"  {result.experiment} seed {result.seed} differs in {len(diffs)} numbers, e.g.:")
         for d in diffs[:8]: print(f"    {d}")
-    devices = {(r.device, theirs.device) for r, theirs, _ in comparison.different if r.device != theirs.device}
-    for ours, theirs in sorted(devices):
-        print(f"The record was made on {theirs}, this run on {ours}: CPU runs reproduce bit for bit on the same kind of CPU "
-              "only, and GPU runs not at all; elsewhere expect differences of the size of the spread over seeds.")
+    apart, unrecorded = reproduction_gaps(comparison)
+    *others, last = REPRODUCTION_CONDITIONS.values()
+    conditions = f"{', '.join(others)} and {last}"
+    if apart or unrecorded:
+        print(f"Not as the record was made: {'; '.join(apart + unrecorded)}. A CPU run gives the record's numbers bit for bit "
+              f"only where the {conditions} are all the record's, a GPU run never; elsewhere expect differences of the size of the "
+              "spread over seeds.")
+    elif comparison.different and all(theirs.on_cpu for _, theirs, _ in comparison.different):
+        print(f"{conditions.capitalize()} are all the record's, so these differences are not expected: please report them.")
+    elif comparison.different:
+        print("GPU runs do not reproduce bit for bit: expect differences of the size of the spread over seeds.")
     for result in comparison.not_in_record:
         print(f"  {result.experiment} seed {result.seed}: not in the record (config {result.digest})")
     if comparison.matches: print("This run reproduces the record exactly.")

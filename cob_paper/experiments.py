@@ -504,14 +504,14 @@ def run_importance(run: SeedRun, spec: dict) -> tuple[dict, dict]:
     return {"profiles": profiles}, {}
 
 # %% ../nbs/07_experiments.ipynb #21bbd535
-def chosen_variant(store: ResultStore, config: ReproductionConfig, spec: dict) -> dict:
+def chosen_variant(workspace: Workspace, config: ReproductionConfig, spec: dict) -> dict:
     "The grid's variant (or `paper`, the paper's TSRA) with the best mean held-out accuracy over `spec['choose_with_seeds']`."
-    grid_name = spec["grid"]
+    grid_name, store = spec["grid"], workspace.results
     found = {s: store.read(config.preset, grid_name, config.digest(grid_name), s) for s in spec["choose_with_seeds"]}
     missing = [s for s, r in found.items() if r is None]
     if missing:
         raise FileNotFoundError(f"choosing needs the {grid_name!r} results of seeds {missing}, which are not in {store.root}; make them "
-                                f"with {reproduce_command(config, missing, ['unpruned', grid_name])}.")
+                                f"with {reproduce_command(config, missing, ['unpruned', grid_name], workspace)}.")
     scores = {"paper": [r.numbers["reference_holdout_accuracy"]["tsra"] for r in found.values()]}
     for r in found.values():
         for name, v in r.numbers["variants"].items(): scores.setdefault(name, []).append(v["holdout_accuracy"])
@@ -526,7 +526,7 @@ def chosen_model(chosen: dict) -> str:
 
 def run_selected(run: SeedRun, spec: dict, log: Callable = print) -> tuple[dict, dict]:
     "The chosen variant; the test accuracy of it, the paper's TSRA and the ReLU control; its sweep with the spec's arms."
-    chosen = chosen_variant(run.workspace.results, run.config, spec)
+    chosen = chosen_variant(run.workspace, run.config, spec)
     model_name = chosen_model(chosen)
     test_accuracy = {"chosen": evaluate(run.model(model_name), *run.test), **{m: evaluate(run.model(m), *run.test) for m in MODELS}}
     arms = {a: dataclasses.replace(ARMS[a], model=model_name) for a in spec["arms"]}
@@ -555,7 +555,7 @@ def _check_choices(workspace: Workspace, config: ReproductionConfig, names: list
                                     f"{reproduce_command(config, spec['choose_with_seeds'], workspace=workspace)}.")
         if made_here: continue
         # the grid is not part of this run: the chosen model must already be trained for every seed the run sweeps
-        model = chosen_model(chosen_variant(workspace.results, config, spec))
+        model = chosen_model(chosen_variant(workspace, config, spec))
         for seed in config.seeds: _trained_dir(workspace, config, seed, model, made_by="unpruned" if model == "tsra" else spec["grid"])
 
 def _check_plan(workspace: Workspace, config: ReproductionConfig, names: list[str]):

@@ -30,7 +30,7 @@ CHANCE_PERCENT = 100 / VGGConfig().num_classes    # the accuracy of guessing: wh
 def run_label(results: list[Result], store_root: str = "results") -> str:
     "The note every figure and table carries: which run, at what scale, on what device, which seeds, from which files."
     r, c = results[0], results[0].config
-    where = "CPU" if r.device.startswith("CPU") else "GPU"
+    where = "CPU" if r.on_cpu else "GPU"
     if paper_scale(c): kind = f"{r.preset} run ({where}, {recipe_length(c['tsra_train'])} per model)"   # one preset, several schedules
     else: kind = (f"{r.preset.upper()} {where} RUN ({model_description(c)}, {data_description(c)}): "
                   "not the paper's setting")

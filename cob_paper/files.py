@@ -176,5 +176,7 @@ def device_name(device: torch.device | str) -> str:
 
 def provenance(device: torch.device | str) -> dict:
     "Who, where and when, for a results file."
+    # the threads too: a CPU sum split over other threads adds in another order, so another count gives other bits
     return {"git_commit": git_commit(), "device": device_name(device), "torch": torch.__version__,
+            "cpu_threads": torch.get_num_threads(),
             "python": platform.python_version(), "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
