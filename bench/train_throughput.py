@@ -128,7 +128,8 @@ def measure(name: str, rung: str, data, test, args, device) -> dict:
         history = train(model, data.train_images, data.train_labels, recipe,
                         execution=Execution(log_every=args.warmup, progress=False, compile=compiled))
         # the first interval holds the warm-up; after it, all timed images over all their seconds (a mean of the
-        # intervals' rates would weigh a fast interval as much as a slow one of the same images, and read high)
+        # intervals' rates would count a fast interval as much as a slow one, though it took less time, and read high);
+        # each step trains batch_size images, so an interval's seconds are its steps over its rate, times the batch
         spans = [(r["step"] - before["step"], r["images_per_s"]) for before, r in zip(history.records, history.records[1:])]
         row = {"train_images_per_s": sum(steps for steps, _ in spans) / sum(steps / rate for steps, rate in spans),
                "first_step_s": history.first_step_s}

@@ -78,26 +78,33 @@ def redraw_record(root: Path, notebooks: bool = True) -> list[Path]:
 
 # %% ../nbs/09_cli.ipynb #c4c82581
 def _print_comparison(comparison, record_dir) -> None:
-    from cob_paper.results import REPRODUCTION_CONDITIONS, reproduction_gaps
     total = len(comparison.identical) + len(comparison.different) + len(comparison.not_in_record)
     print(f"\nCompared with the record ({record_dir}/): {len(comparison.identical)} of {total} results files identical.")
     for result, theirs, diffs in comparison.different:
         print(f"  {result.experiment} seed {result.seed} differs in {len(diffs)} numbers, e.g.:")
         for d in diffs[:8]: print(f"    {d}")
-    apart, unrecorded = reproduction_gaps(comparison)
-    *others, last = REPRODUCTION_CONDITIONS.values()
-    conditions = f"{', '.join(others)} and {last}"
-    if apart or unrecorded:
-        print(f"Not as the record was made: {'; '.join(apart + unrecorded)}. A CPU run gives the record's numbers bit for bit "
-              f"only where the {conditions} are all the record's, a GPU run never; elsewhere expect differences of the size of the "
-              "spread over seeds.")
-    elif comparison.different and all(theirs.on_cpu for _, theirs, _ in comparison.different):
-        print(f"{conditions.capitalize()} are all the record's, so these differences are not expected: please report them.")
-    elif comparison.different:
-        print("GPU runs do not reproduce bit for bit: expect differences of the size of the spread over seeds.")
+    if comparison.different: _explain_differences(comparison)
     for result in comparison.not_in_record:
         print(f"  {result.experiment} seed {result.seed}: not in the record (config {result.digest})")
     if comparison.matches: print("This run reproduces the record exactly.")
+
+def _explain_differences(comparison) -> None:
+    "Why the run's numbers may not be the record's: what their bits depend on that is not the same, else a request to report."
+    from cob_paper.results import REPRODUCTION_CONDITIONS, reproduction_gaps
+    if not all(theirs.on_cpu for _, theirs, _ in comparison.different):
+        print("The record was made on a GPU, and GPU runs do not reproduce bit for bit: expect differences of the size of the "
+              "spread over seeds."); return
+    apart, unrecorded = reproduction_gaps(comparison)
+    *others, last = REPRODUCTION_CONDITIONS.values()
+    conditions = f"the {', '.join(others)} and {last}"
+    if apart:
+        print(f"Not as the record was made: {'; '.join(apart)}. A CPU run gives the record's numbers bit for bit only where "
+              f"{conditions} are all the record's; elsewhere expect differences of the size of the spread over seeds.")
+    if unrecorded: print(f"Not compared, as not recorded: {'; '.join(unrecorded)}.")
+    if not apart:
+        unless = "unless what is not recorded differs, " if unrecorded else ""
+        print(f"{conditions[0].upper()}{conditions[1:]} are the record's as far as both record them, so {unless}these differences "
+              "are not expected: please report them.")
 
 def _check_device(device: str) -> None:
     "Refuse a device torch does not know, or CUDA where there is none, before anything loads."

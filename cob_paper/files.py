@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['CHECKED_FORMAT', 'CHECKED_VERSION', 'GENERATED_OUTPUTS', 'atomic_write', 'write_json', 'save_torch', 'tensors_sha256',
-           'save_checked', 'load_checked', 'atomic_folder', 'git_commit', 'device_name', 'provenance']
+           'save_checked', 'load_checked', 'atomic_folder', 'git_commit', 'device_name', 'names_a_cpu', 'provenance']
 
 # %% ../nbs/01a_files.ipynb #c9aeaa4d
 import hashlib
@@ -173,6 +173,10 @@ def device_name(device: torch.device | str) -> str:
     if device.type == "cuda": return torch.cuda.get_device_name(device)
     # the model matters: float results of the same code can differ between kinds of CPU (their kernels use other instructions)
     return f"CPU ({_cpu_model()}, {os.cpu_count()} cores)"
+
+def names_a_cpu(name: str) -> bool:
+    "Whether a name `device_name` gave is a CPU's."
+    return name.startswith("CPU")
 
 def provenance(device: torch.device | str) -> dict:
     "Who, where and when, for a results file."

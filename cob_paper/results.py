@@ -17,7 +17,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .files import write_json
+from .files import names_a_cpu, write_json
 
 # %% ../nbs/06a_results.ipynb #f962bd47
 FORMAT = 2
@@ -32,7 +32,7 @@ class Result:
     config: dict                    # the whole config of the run that wrote it
     numbers: dict                   # what must reproduce; compared with the record number by number
     timing: dict                    # seconds, rates, speeds: reported, never compared
-    provenance: dict                # git commit, device, torch, python, time written
+    provenance: dict                # git commit, device, torch, CPU threads, python, time written (a run's: processes)
     migrated_from: dict | None = None   # set on results carried over from an earlier file layout
     format: int = FORMAT
 
@@ -48,7 +48,7 @@ class Result:
     @property
     def device(self) -> str: return self.provenance["device"]
     @property
-    def on_cpu(self) -> bool: return self.device.startswith("CPU")        # as `device_name` names a CPU
+    def on_cpu(self) -> bool: return names_a_cpu(self.device)
 
 # %% ../nbs/06a_results.ipynb #4f94deab
 @dataclass(frozen=True)
@@ -226,18 +226,19 @@ def promote(results: list[Result], record: ResultStore, allow_uncommitted: bool 
     return actions
 
 # %% ../nbs/06a_results.ipynb #5c1d0a22
-REPRODUCTION_CONDITIONS = {"device": "device", "torch": "torch", "cpu_threads": "CPU threads"}   # provenance key: its name
+REPRODUCTION_CONDITIONS = {"device": "device", "torch": "torch version", "cpu_threads": "CPU threads"}   # provenance key: its name
 
 def reproduction_gaps(comparison: Comparison) -> tuple[list[str], list[str]]:
     """Over the files of `comparison` that differ: each condition of bit-for-bit reproduction whose value is not the
-    record's (`torch: 2.11.0 here, 2.14.1 in the record`), and each that one side does not record."""
+    record's (`torch version: 2.11.0 here, 2.14.1 in the record`), and each that one side or both do not record."""
     apart, unrecorded = {}, {}                 # dicts: each line once, in the order found
     said = lambda value: "not recorded" if value is None else value
     for ours, theirs, _ in comparison.different:
         for key, name in REPRODUCTION_CONDITIONS.items():
             here, there = ours.provenance.get(key), theirs.provenance.get(key)
             if here is not None and here == there: continue
-            (unrecorded if None in (here, there) else apart)[f"{name}: {said(here)} here, {said(there)} in the record"] = None
+            if here is None and there is None: unrecorded[f"{name}: recorded on neither side"] = None
+            else: (unrecorded if None in (here, there) else apart)[f"{name}: {said(here)} here, {said(there)} in the record"] = None
     return list(apart), list(unrecorded)
 
 # %% ../nbs/06a_results.ipynb #1bb5007b

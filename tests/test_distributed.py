@@ -19,9 +19,10 @@ TIMEOUT_S = 300
 
 
 def one_thread(tmp: Path) -> dict:
-    """The environment of every process these tests start: one CPU thread each, so that a comparison of processes is not
-    also one of thread counts (torch 2.11 fine-tunes to a different accuracy with one thread than with two); temporary
-    folders, torchrun's among them, under `tmp` (pytest removes it), not /tmp."""
+    """The environment of every process these tests start: one CPU thread each, so that comparing a sweep's processes
+    is not also comparing thread counts (torch 2.11 fine-tunes to another accuracy with one thread than with two; the
+    first test's reference runs in this process, with its threads, and is compared to a tolerance); temporary folders,
+    torchrun's among them, under `tmp` (pytest removes it), not /tmp."""
     (tmp / "tmp").mkdir(exist_ok=True)
     return {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1",
             "TMPDIR": str(tmp / "tmp")}
@@ -69,3 +70,4 @@ def test_a_two_process_sweep_writes_the_rows_of_a_one_process_sweep(tmp_path):
     one, two = _sweep(tmp_path / "one"), _sweep(tmp_path / "two")
     assert two.numbers == one.numbers and one.numbers["rows"]
     assert (one.provenance["processes"], two.provenance["processes"]) == (1, 2)
+    assert (one.provenance["cpu_threads"], two.provenance["cpu_threads"]) == (1, 1)
