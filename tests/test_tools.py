@@ -53,6 +53,18 @@ def test_schedule_fits_the_budget_and_prefers_fine_tuning_when_it_can():
     assert gpu_reproduce.choose_schedule(probe, 2000, seeds=1)["epochs"] >= roomy["epochs"]
 
 
+def test_timings_at_another_batch_than_the_run_trains_are_refused():
+    from cob_paper.experiments import full_config, tsra_study_config
+    run_batch = full_config().tsra_train.batch_size
+    probe, ladder = {"config": {"batch_size": run_batch}}, {"config": {"batch_size": run_batch}}
+    assert gpu_reproduce.timed_at_another_batch(probe, ladder, full_config()) is None
+    assert gpu_reproduce.timed_at_another_batch(probe, None, tsra_study_config()) is None
+    why = gpu_reproduce.timed_at_another_batch({"config": {"batch_size": 64}}, ladder, full_config())
+    assert why.startswith(f"the probe timed batches of 64, but the run trains batches of {run_batch}") and "--batch-size" in why
+    why = gpu_reproduce.timed_at_another_batch(probe, {"config": {"batch_size": 128}}, full_config())
+    assert why.startswith("the ladder timed batches of 128")
+
+
 def test_unpack_writes_a_cache_that_load_cifar10_reads(tmp_path):
     from cob_paper.data import load_cifar10, write_cache
     rng = np.random.default_rng(2)
@@ -137,17 +149,20 @@ def test_without_a_ladder_the_probe_offers_the_fused_unit_it_checked_and_timed()
 
 def test_a_seed_added_at_a_presets_schedule_lands_in_that_run_of_the_record(tmp_path):
     import json, subprocess
+    from cob_paper.experiments import full_config
     probe = {"tsra": {"step_s": 0.045}, "relu": {"step_s": 0.012}, "merge_check": {"statistics_s_per_image": 1e-4},
-             "finetune_rows": [{"finetune_step_s": 0.02, "row_fixed_s": 0.5}]}
+             "finetune_rows": [{"finetune_step_s": 0.02, "row_fixed_s": 0.5}], "config": {"batch_size": full_config().tsra_train.batch_size}}
     (tmp_path / "probe.json").write_text(json.dumps(probe))
     run = lambda *extra: subprocess.run([sys.executable, str(TOOLS / "reproduce.py"), "--probe", str(tmp_path / "probe.json"),
                                          "--budget", "500", "--out", str(tmp_path), "--dry-run", *extra], capture_output=True, text=True)
     assert run("--schedule-of", "full", "--seed-ids", "1").returncode == 0
-    from cob_paper.experiments import full_config
     schedule = json.loads((tmp_path / "schedule.json").read_text())
     assert schedule["digests"]["unpruned"] == full_config().digest("unpruned") and schedule["seed_ids"] == [1]
     refused = run("--seed-ids", "7")
     assert refused.returncode == 2 and "seeds [0, 1, 2]" in refused.stderr
+    (tmp_path / "probe.json").write_text(json.dumps({**probe, "config": {"batch_size": 64}}))       # timed at another batch
+    refused = run("--schedule-of", "full", "--seed-ids", "1")
+    assert refused.returncode == 2 and "the probe timed batches of 64" in refused.stderr
 
 
 def test_the_probes_fused_unit_check_passes_here_and_catches_another_function(monkeypatch):

@@ -119,6 +119,15 @@ def read_ladder(path: str | None) -> dict | None:
     return json.loads(Path(path).read_text()) if path and Path(path).exists() else None
 
 
+def timed_at_another_batch(probe: dict, ladder: dict | None, template) -> str | None:
+    "Why the probe's or the ladder's seconds per step are not the run's (they timed other batches than `template` trains), or None."
+    batch = template.tsra_train.batch_size
+    timed = {"the probe": probe["config"]["batch_size"], **({"the ladder": ladder["config"]["batch_size"]} if ladder else {})}
+    wrong = [f"{name} timed batches of {size}" for name, size in timed.items() if size != batch]
+    return (f"{' and '.join(wrong)}, but the run trains batches of {batch}, so the estimate would not be the run's; time them "
+            f"again at {batch} (probe.py --batch-size {batch}; the ladder's --full).") if wrong else None
+
+
 def usable_engines(probe: dict, ladder: dict | None) -> list[dict]:
     "The ladder's usable rungs, else the engines the probe timed."
     return (ladder_engines(ladder, probe) if ladder else []) or probe_engines(probe)
@@ -182,6 +191,7 @@ def main():
     seeds = args.seed_ids or list(range(args.seeds))
     if not args.check and not set(seeds) <= set(full_config().seeds):     # the record shows the preset's seeds only
         parser.error(f"seeds {seeds}: the full preset's record shows seeds {full_config().seeds}; choose among them.")
+    if not args.check and (why := timed_at_another_batch(probe, ladder, full_config())): parser.error(why)
     given = PRESETS[args.schedule_of]() if args.schedule_of else None
     fixed = (given.tsra_train.epochs, given.finetune.epochs) if given else None
     schedule = choose_engine_and_schedule(probe, args.budget, len(seeds), ladder, fixed)

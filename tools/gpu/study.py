@@ -23,7 +23,7 @@ from cob_paper.experiments import (ReproductionConfig, TSRA_STUDY_VARIANTS, Work
 from cob_paper.files import provenance, write_json
 from cob_paper.train import steps_per_epoch
 from reproduce import (FIXED_OVERHEAD_S, engine_settings, export_results, gpu_run_parser, longest, probe_engines,  # tools/gpu/
-                       read_ladder, row_costs, sweep_row_count, usable_engines)
+                       read_ladder, row_costs, sweep_row_count, timed_at_another_batch, usable_engines)
 
 STAGES = ("unpruned", "grid", "fixed_ratio", "selected")
 
@@ -65,6 +65,7 @@ def main():
         raise SystemExit(f"the tsra_study preset runs seeds {preset_seeds}; change its default seeds in nbs/07_experiments.ipynb "
                          f"first, then run this with --seeds {args.seeds}.")
     template = tsra_study_config(seeds=seeds)
+    if not args.check and (why := timed_at_another_batch(probe, ladder, template)): parser.error(why)
     schedule = longest([choose_epochs(probe, args.budget, args.seeds, template, engine=e, fixed_epochs=args.epochs)
                         for e in usable_engines(probe, ladder)])
     config = tsra_study_config(epochs=schedule["epochs"], seeds=seeds)
