@@ -88,6 +88,16 @@ def _print_comparison(comparison, record_dir) -> None:
         print(f"  {result.experiment} seed {result.seed}: not in the record (config {result.digest})")
     if comparison.matches: print("This run reproduces the record exactly.")
 
+def _print_agreement(agreements) -> None:
+    "Claim by claim: each number a check rests on, here and in the record, and whether they agree (chapter 08a_claims)."
+    from cob_paper.claims import allowance_words
+    if not agreements: return
+    rule = allowance_words("the record's", seeds="the seeds of either side")
+    print(f"\nClaim by claim, each number a check of the paper's claims rests on agrees with the record's when it is {rule}:")
+    for a in agreements: print(f"  {a}")
+    agreeing = sum(a.agrees for a in agreements)
+    print(f"{agreeing} of {len(agreements)} agree." + (" This run finds what the record found." if agreeing == len(agreements) else ""))
+
 def _explain_differences(comparison) -> None:
     "Why the run's numbers may not be the record's: what their bits depend on that is not the same, else a request to report."
     from cob_paper.results import REPRODUCTION_CONDITIONS, reproduction_gaps
@@ -135,7 +145,8 @@ def _check_recordable(root: Path) -> None:
 
 def _reproduce(args) -> int:
     from cob_paper.distributed import is_main, join_from_environment, leave
-    from cob_paper.experiments import PRESETS, Workspace, collect, default_device, default_preset, reproduce
+    from cob_paper.claims import agreement_with_record
+    from cob_paper.experiments import PRESETS, Workspace, collect, default_device, default_preset, recorded, reproduce
     from cob_paper.figures import write_run_figures
     from cob_paper.results import ResultStore, compare_with_record, data_description, model_description, promote
     if args.device: _check_device(args.device)
@@ -173,7 +184,10 @@ def _reproduce(args) -> int:
         written = write_run_figures(run, workspace.figures / preset, str(workspace.results.root))
         say(f"\nwrote {len(written)} figure and table files to {workspace.figures / preset}/")
     results = [r for rs in run.values() for r in rs]
-    if record.is_dir() or args.record: _print_comparison(compare_with_record(results, ResultStore(record)), record)
+    if record.is_dir() or args.record:
+        comparison = compare_with_record(results, ResultStore(record))
+        _print_comparison(comparison, record)
+        if not comparison.matches: _print_agreement(agreement_with_record(run, recorded(ResultStore(record), config)))
     else: say(f"\nNo record at {record}/ to compare with: run from the repository, or pass --root or --record-dir.")
     if args.record:
         for action, path in promote(results, ResultStore(record)): say(f"record: {action} {path}")
