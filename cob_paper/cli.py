@@ -89,11 +89,14 @@ def _print_comparison(comparison, record_dir) -> None:
     if comparison.matches: print("This run reproduces the record exactly.")
 
 def _print_agreement(agreements) -> None:
-    "Claim by claim: each number a check rests on, here and in the record, and whether they agree (chapter 08a_claims)."
-    from cob_paper.claims import allowance_words
-    if not agreements: return
-    rule = allowance_words("the record's", seeds="the seeds of either side")
-    print(f"\nClaim by claim, each number a check of the paper's claims rests on agrees with the record's when it is {rule}:")
+    "Claim by claim: each number a check rests on, here and in the record's run of the preset, and whether they agree."
+    from cob_paper.claims import Agreement
+    if not agreements:
+        print("\nClaim by claim: no claim is measured both by this run and by the record's run of its preset, so none is compared.")
+        return
+    print(f"\nClaim by claim, against the record's run of this preset (the seeds its tables show): each number a check of the "
+          f"paper's claims rests on agrees when it is {Agreement.rule()}. This asks whether the run lands within the seeds' "
+          "noise of the record, not whether it equals it.")
     for a in agreements: print(f"  {a}")
     agreeing = sum(a.agrees for a in agreements)
     print(f"{agreeing} of {len(agreements)} agree." + (" This run finds what the record found." if agreeing == len(agreements) else ""))
@@ -103,13 +106,14 @@ def _explain_differences(comparison) -> None:
     from cob_paper.results import REPRODUCTION_CONDITIONS, reproduction_gaps
     if not all(theirs.on_cpu for _, theirs, _ in comparison.different):
         print("The record was made on a GPU, and GPU runs do not reproduce bit for bit: expect differences of the size of the "
-              "spread over seeds."); return
+              "spread over seeds (compared claim by claim below)."); return
     apart, unrecorded = reproduction_gaps(comparison)
     *others, last = REPRODUCTION_CONDITIONS.values()
     conditions = f"the {', '.join(others)} and {last}"
     if apart:
         print(f"Not as the record was made: {'; '.join(apart)}. A CPU run gives the record's numbers bit for bit only where "
-              f"{conditions} are all the record's; elsewhere expect differences of the size of the spread over seeds.")
+              f"{conditions} are all the record's; elsewhere expect differences of the size of the spread over seeds (compared "
+              "claim by claim below).")
     if unrecorded: print(f"Not compared, as not recorded: {'; '.join(unrecorded)}.")
     if not apart:
         unless = "unless what is not recorded differs, " if unrecorded else ""
@@ -146,7 +150,7 @@ def _check_recordable(root: Path) -> None:
 def _reproduce(args) -> int:
     from cob_paper.distributed import is_main, join_from_environment, leave
     from cob_paper.claims import agreement_with_record
-    from cob_paper.experiments import PRESETS, Workspace, collect, default_device, default_preset, recorded, reproduce
+    from cob_paper.experiments import PRESETS, Workspace, collect, default_device, default_preset, record_run, reproduce
     from cob_paper.figures import write_run_figures
     from cob_paper.results import ResultStore, compare_with_record, data_description, model_description, promote
     if args.device: _check_device(args.device)
@@ -179,7 +183,8 @@ def _reproduce(args) -> int:
     if not main_process: return 0               # only rank 0 reports, draws and records
     say(f"\n{'experiment':<12} seed  status    seconds  file")
     for s in summary: say(f"{s['experiment']:<12} {s['seed']:>4}  {s['status']:<8}  {s['seconds']:7.1f}  {s['file']}")
-    run = {k: v for k, v in collect(workspace.results, config).items() if not args.only or k in args.only}
+    everything = collect(workspace.results, config)
+    run = {k: v for k, v in everything.items() if not args.only or k in args.only}
     if not args.no_figures:
         written = write_run_figures(run, workspace.figures / preset, str(workspace.results.root))
         say(f"\nwrote {len(written)} figure and table files to {workspace.figures / preset}/")
@@ -187,7 +192,8 @@ def _reproduce(args) -> int:
     if record.is_dir() or args.record:
         comparison = compare_with_record(results, ResultStore(record))
         _print_comparison(comparison, record)
-        if not comparison.matches: _print_agreement(agreement_with_record(run, recorded(ResultStore(record), config)))
+        if not comparison.matches:      # the claims read the workspace's other experiments too (`--only threshold` needs `unpruned`)
+            _print_agreement(agreement_with_record(everything, record_run(preset, record), args.only or None))
     else: say(f"\nNo record at {record}/ to compare with: run from the repository, or pass --root or --record-dir.")
     if args.record:
         for action, path in promote(results, ResultStore(record)): say(f"record: {action} {path}")

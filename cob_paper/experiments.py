@@ -12,7 +12,7 @@ __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES',
            'tsra_study_config', 'tsra_study_laptop_config', 'describe', 'Workspace', 'preset_of', 'reproduce_command',
            'MissingModelError', 'fusable', 'SeedRun', 'run_unpruned', 'variant_key', 'run_grid', 'basis_and_importance',
            'prepared_arm', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant', 'chosen_model', 'run_selected',
-           'reproduce', 'collect', 'recorded', 'record_run']
+           'reproduce', 'collect', 'record_run']
 
 # %% ../nbs/07_experiments.ipynb #c2ff4b8e
 import copy
@@ -621,11 +621,6 @@ def collect(store: ResultStore, config: ReproductionConfig) -> dict[str, list[Re
     found = {name: [r for seed in config.seeds if (r := store.read(config.preset, name, config.digest(name), seed))]
              for name in config.experiments}
     return {name: results for name, results in found.items() if results}
-
-def recorded(store: ResultStore, config: ReproductionConfig) -> dict[str, list[Result]]:
-    "Per experiment of `config`, its results in `store` under every seed there, whatever seeds `config` names: a record's whole run."
-    seeds = sorted({s for name in config.experiments for s in store.seeds(config.preset, name, config.digest(name))})
-    return collect(store, dataclasses.replace(config, seeds=seeds)) if seeds else {}
 
 # %% ../nbs/07_experiments.ipynb #312c8ee3
 def record_run(preset: str = "full", results_dir="../../results") -> dict[str, list[Result]]:

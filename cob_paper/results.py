@@ -68,15 +68,7 @@ class ResultStore:
 
     def read(self, preset: str, experiment: str, digest: str, seed: int) -> Result | None:
         "The result of `experiment` for this config digest and seed, or None if there is none."
-        return self._load(self.path(preset, experiment, digest, seed))
-
-    def seeds(self, preset: str, experiment: str, digest: str) -> list[int]:
-        "The seeds whose result of `experiment` for this config digest the store holds."
-        pattern = self.path(preset, experiment, digest, "*")        # the one layout, any seed
-        return sorted(self._load(path).seed for path in pattern.parent.glob(pattern.name))
-
-    @staticmethod
-    def _load(path: Path) -> Result | None:
+        path = self.path(preset, experiment, digest, seed)
         if not path.exists(): return None
         try: return Result.from_dict(json.loads(path.read_text()))
         except (ValueError, TypeError) as e:
