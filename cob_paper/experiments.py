@@ -220,7 +220,7 @@ def laptop_config(**overrides) -> ReproductionConfig:
     "A width-reduced VGG-16 (1/8 of every width) on all of CIFAR-10, three seeds: the paper's effect on 2 CPU cores."
     return _cpu_config("laptop", 1 / 8, None, None, epochs=6, warmup_steps=-1, finetune={"epochs": 0.2}, batch_size=128, log_every=50,
                        overrides={"calibration_size": 5000, "seeds": [0, 1, 2],
-                                  "experiments": {**paper_experiments((0.3, 0.5, 0.6, 0.7, 0.8, 0.9), None),
+                                  "experiments": {**paper_experiments((0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)),
                                                   "beyond": beyond_experiment(speed={"latency_batch": 1, "throughput_batch": 256,
                                                                                      "repeats": 10})},
                                   **overrides})
