@@ -402,6 +402,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'cob_paper.results.cite_file': ('results.html#cite_file', 'cob_paper/results.py'),
                                    'cob_paper.results.compare_with_record': ('results.html#compare_with_record', 'cob_paper/results.py'),
                                    'cob_paper.results.data_description': ('results.html#data_description', 'cob_paper/results.py'),
+                                   'cob_paper.results.devices_of': ('results.html#devices_of', 'cob_paper/results.py'),
                                    'cob_paper.results.differences': ('results.html#differences', 'cob_paper/results.py'),
                                    'cob_paper.results.gpu_session_files': ('results.html#gpu_session_files', 'cob_paper/results.py'),
                                    'cob_paper.results.importance_profiles': ('results.html#importance_profiles', 'cob_paper/results.py'),

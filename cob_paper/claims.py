@@ -11,7 +11,7 @@ __all__ = ['PAPER', 'TOLERANCE', 'GAP_TOLERANCE', 'SPREAD_WIDTH', 'QUANTITY_WORD
 from dataclasses import dataclass
 from typing import Callable
 
-from .results import Spread, cite, data_description, model_description, paper_scale, recipe_length, sweep_rows, timed_rows, trained_models
+from .results import Spread, cite, data_description, devices_of, model_description, paper_scale, recipe_length, sweep_rows, timed_rows, trained_models
 
 # %% ../nbs/08a_claims.ipynb #97566e99
 PAPER = {"unpruned_gap": 4.52, "chance": 10.0, "cob_70": 85.0, "cob_80": 72.5, "largest_gain": 75.1, "cob_95_after": 64.55,
@@ -310,4 +310,4 @@ def beyond_summary_markdown(run: dict, targets=(0.7, 0.9), store_root: str = "re
         speeds = [s["throughput_speedup"] for res in beyond for r, s in timed_rows(res) if r.arm == arm and r.strategy.get("t") == targets[-1]]
         cells.append(Spread.of(speeds).format() if speeds else "")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\nFrom `{cite(beyond, store_root)}` ({beyond[0].device}; mean ± std over {len(beyond)} seed(s)).\n"
+    return "\n".join(lines) + f"\n\nFrom `{cite(beyond, store_root)}` ({devices_of(beyond)}; mean ± std over {len(beyond)} seed(s)).\n"

@@ -20,7 +20,7 @@ import seaborn as sns
 
 from .files import atomic_write
 from .models import VGGConfig
-from .results import (Result, Spread, SweepRow, cite, data_description, importance_profiles, model_description, paper_scale, recipe_length,
+from .results import (Result, Spread, SweepRow, cite, data_description, devices_of, importance_profiles, model_description, paper_scale, recipe_length,
                                sweep_rows, timed_rows, trained_models)
 
 Run = dict   # experiment name -> list of Result, one per seed
@@ -30,14 +30,14 @@ CHANCE_PERCENT = 100 / VGGConfig().num_classes    # the accuracy of guessing: wh
 def run_label(results: list[Result], store_root: str = "results") -> str:
     "The note every figure and table carries: which run, at what scale, on what device, which seeds, from which files."
     r, c = results[0], results[0].config
-    where = "CPU" if r.on_cpu else "GPU"
+    where = "CPU" if all(x.on_cpu for x in results) else "GPU" if not any(x.on_cpu for x in results) else "CPU and GPU"
     if paper_scale(c): kind = f"{r.preset} run ({where}, {recipe_length(c['tsra_train'])} per model)"   # one preset, several schedules
     else: kind = (f"{r.preset.upper()} {where} RUN ({model_description(c)}, {data_description(c)}): "
                   "not the paper's setting")
     seeds = sorted(x.seed for x in results)
     seeds_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds (mean ± std)"
     carried = " | carried over from an earlier results layout" if any(x.migrated_from for x in results) else ""
-    return f"{kind} | {r.device} | {seeds_text} | {cite(results, store_root)}{carried}"
+    return f"{kind} | {devices_of(results)} | {seeds_text} | {cite(results, store_root)}{carried}"
 
 ARM_LABELS = {"baseline": "TSRA, native basis (baseline)", "cob": "TSRA, change of basis (CoB)",
               "relu": "ReLU control, native basis", "random_rotation": "TSRA, random rotation (control)",

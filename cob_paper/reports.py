@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from .files import atomic_write
-from .results import Spread, bench_files, cite_file, gpu_session_files, recipe_length
+from .results import Spread, bench_files, cite_file, devices_of, gpu_session_files, recipe_length
 
 # %% ../nbs/08b_reports.ipynb #968d67fb
 def _bench_lines(path: Path, root) -> list[str]:
@@ -78,9 +78,11 @@ def run_time_lines(runs: dict) -> list[str]:
     "Seconds per stage of each run shown (`{preset: {experiment: [result per seed]}}`), mean ± std over its seeds."
     lines = []
     for preset, run in runs.items():
-        first = next(iter(run.values()))[0]
         seeds = sorted({r.seed for results in run.values() for r in results})
-        lines += [f"Wall time of the {preset} run ({first.device}, commit {first.provenance['git_commit'][:12]}, "
+        # a run's seeds and experiments may come from several sessions (a seed added on another card, an experiment added later)
+        every = [r for results in run.values() for r in results]
+        commits = list(dict.fromkeys(r.provenance["git_commit"][:12] for r in every))
+        lines += [f"Wall time of the {preset} run ({devices_of(every)}, commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}, "
                   f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}; seconds per seed):", "", "| stage | seconds |", "|---|---|"]
         if "unpruned" in run:
             for model in run["unpruned"][0].timing["train_wall_time_s"]:

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['FORMAT', 'VGG_DEPTHS', 'BENCH_FOLDER', 'GPU_FOLDER', 'REPRODUCTION_CONDITIONS', 'Result', 'ResultStore', 'cite',
-           'paper_scale', 'model_description', 'data_description', 'recipe_length', 'bench_file', 'bench_files',
-           'gpu_session_files', 'cite_file', 'TrainedModel', 'ImportanceProfile', 'SweepRow', 'trained_models',
-           'importance_profiles', 'sweep_rows', 'timed_rows', 'Difference', 'differences', 'Comparison',
-           'compare_with_record', 'promote', 'reproduction_gaps', 'Spread']
+           'devices_of', 'paper_scale', 'model_description', 'data_description', 'recipe_length', 'bench_file',
+           'bench_files', 'gpu_session_files', 'cite_file', 'TrainedModel', 'ImportanceProfile', 'SweepRow',
+           'trained_models', 'importance_profiles', 'sweep_rows', 'timed_rows', 'Difference', 'differences',
+           'Comparison', 'compare_with_record', 'promote', 'reproduction_gaps', 'Spread']
 
 # %% ../nbs/06a_results.ipynb #5c4cfa02
 import dataclasses
@@ -81,6 +81,10 @@ def cite(results: list[Result], store_root: str = "results") -> str:
     seeds = sorted(r.seed for r in results)
     seed = seeds[0] if len(seeds) == 1 else "{" + ",".join(map(str, seeds)) + "}"
     return ResultStore(Path(store_root)).path(results[0].preset, results[0].experiment, results[0].digest, seed).as_posix()
+
+def devices_of(results: list[Result]) -> str:
+    "Every device `results` ran on, each once, in order: the seeds of one run may come from sessions on different cards."
+    return ", ".join(dict.fromkeys(r.device for r in results))
 
 def paper_scale(config: dict) -> bool:
     "Whether a config is the paper's setting: full-width models on all of CIFAR-10."
