@@ -102,7 +102,7 @@ def _print_agreement(agreements) -> None:
     print(f"{agreeing} of {len(agreements)} agree." + (" This run finds what the record found." if agreeing == len(agreements) else ""))
     if any(not a.agrees and a.ours.n == a.record.n == 1 for a in agreements):
         print("Where both sides have one seed, their noise is not known and the tolerance alone decides; more seeds "
-              "(--seeds 0 1 2) give this run a spread to judge by.")
+              "(e.g. --seeds 0 1 2) give this run a spread to judge by.")
 
 def _explain_differences(comparison) -> None:
     "Why the run's numbers may not be the record's: what their bits depend on that is not the same, else a request to report."

@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['Run', 'CHANCE_PERCENT', 'ARM_LABELS', 'GAP_TO_RELU', 'run_label', 'save_figure', 'grouped_rows', 'spread_of',
            'figure_fixed_ratio', 'energy_fraction_channels', 'figure_importance_profiles', 'threshold_table',
-           'unpruned_table', 'markdown_table', 'write_table', 'figure_beyond', 'beyond_table', 'describe_variant',
-           'grid_table', 'study_test_table', 'study_sweep_table', 'figure_study_sweep', 'study_summary_markdown',
-           'write_run_figures']
+           'threshold_label', 'unpruned_table', 'markdown_table', 'write_table', 'figure_beyond', 'beyond_table',
+           'describe_variant', 'grid_table', 'study_test_table', 'study_sweep_table', 'figure_study_sweep',
+           'study_summary_markdown', 'write_run_figures']
 
 # %% ../nbs/08_figures.ipynb #121a1764
 import csv
@@ -32,7 +32,7 @@ def run_label(results: list[Result], store_root: str = "results") -> str:
     r, c = results[0], results[0].config
     where = "CPU" if all(x.on_cpu for x in results) else "GPU" if not any(x.on_cpu for x in results) else "CPU and GPU"
     if paper_scale(c): kind = f"{r.preset} run ({where}, {recipe_length(c['tsra_train'])} per model)"   # one preset, several schedules
-    else: kind = (f"{r.preset.upper()} {where} RUN ({model_description(c)}, {data_description(c)}): "
+    else: kind = (f"{r.preset.upper()} {where.upper()} RUN ({model_description(c)}, {data_description(c)}): "
                   "not the paper's setting")
     seeds = sorted(x.seed for x in results)
     seeds_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds (mean ± std)"
@@ -167,6 +167,10 @@ def threshold_table(threshold: list[Result], unpruned: list[Result]) -> list[dic
                           "accuracy after FT (%)": spread_of(rows, "accuracy_after_finetune", 100).format(),
                           "drop after FT (points)": Spread.of(drops[(arm, _key(strategy))]).format(), "seeds": len(rows)})
     return table
+
+def threshold_label(threshold: list[Result], unpruned: list[Result], store_root: str = "results") -> str:
+    "Table 3's note: its run, and the unpruned models its drops are measured from (their own files)."
+    return f"{run_label(threshold, store_root)}; the drops from {cite(unpruned, store_root)}"
 
 def unpruned_table(unpruned: list[Result]) -> list[dict]:
     "Table 5: the two unpruned models (mean ± std over seeds)."
@@ -335,7 +339,7 @@ def write_run_figures(run: Run, folder: Path, store_root: str = "results") -> li
                                    folder / f"fig{number}_fixed_ratio_{when}_finetune")
     if "threshold" in run and unpruned:
         written += write_table(threshold_table(run["threshold"], unpruned), folder / "table3_thresholds",
-                               f"Table 3. Threshold strategies. {run_label(run['threshold'], store_root)}")
+                               f"Table 3. Threshold strategies. {threshold_label(run['threshold'], unpruned, store_root)}")
     if "importance" in run:
         written += save_figure(figure_importance_profiles(run["importance"], store_root=store_root), folder / "fig4_importance_profiles")
     if unpruned:

@@ -13,13 +13,13 @@ import subprocess
 from pathlib import Path
 
 from .files import atomic_write
-from .results import Spread, bench_files, cite_file, devices_of, gpu_session_files, recipe_length
+from .results import Spread, bench_files, cite_file, devices_of, short_commit, gpu_session_files, recipe_length
 
 # %% ../nbs/08b_reports.ipynb #968d67fb
 def _bench_lines(path: Path, root) -> list[str]:
     "The table of one benchmark results file of `bench/`."
     r = json.loads(path.read_text())
-    where = f"{r['device']}, torch {r['torch']}, commit {r['git_commit'][:12]}, `{cite_file(path, root)}`"
+    where = f"{r['device']}, torch {r['torch']}, commit {short_commit(r['git_commit'])}, `{cite_file(path, root)}`"
     c = r["config"]
     if r["benchmark"] == "train_throughput":
         cut = " Cut short by its time limit: the rungs not listed were not reached." if c.get("partial") else ""
@@ -52,7 +52,7 @@ def gpu_session_lines(results_dir) -> list[str]:
     lines = []
     for schedule_path in gpu_session_files(results_dir, "schedule.json"):
         sched = json.loads(schedule_path.read_text()); probe = sched["probe"]
-        lines += [f"Full reproduction on one {sched['device']} (torch {sched['torch']}, commit {sched['git_commit'][:12]}, "
+        lines += [f"Full reproduction on one {sched['device']} (torch {sched['torch']}, commit {short_commit(sched['git_commit'])}, "
                   f"`{cite_file(schedule_path.parent, results_dir)}/`). Step times measured first by the probe (synthetic data, "
                   f"VGG-16 at width x{probe['config']['width']:g}, batch {probe['config']['batch_size']}, bf16):", "",
                   "| model | training images/s |", "|---|---|"]
@@ -80,9 +80,12 @@ def run_time_lines(runs: dict) -> list[str]:
     for preset, run in runs.items():
         seeds = sorted({r.seed for results in run.values() for r in results})
         # a run's seeds and experiments may come from several sessions (a seed added on another card, an experiment added later)
-        every = [r for results in run.values() for r in results]
-        commits = list(dict.fromkeys(r.provenance["git_commit"][:12] for r in every))
-        lines += [f"Wall time of the {preset} run ({devices_of(every)}, commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}, "
+        experiments_by_commit = {}
+        for name, results in run.items():
+            for r in results: experiments_by_commit.setdefault(short_commit(r.provenance["git_commit"]), {})[name] = None
+        made = (f"commit {next(iter(experiments_by_commit))}" if len(experiments_by_commit) == 1 else
+                "commits " + ", ".join(f"{c} ({', '.join(names)})" for c, names in experiments_by_commit.items()))
+        lines += [f"Wall time of the {preset} run ({devices_of([r for results in run.values() for r in results])}, {made}, "
                   f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}; seconds per seed):", "", "| stage | seconds |", "|---|---|"]
         if "unpruned" in run:
             for model in run["unpruned"][0].timing["train_wall_time_s"]:

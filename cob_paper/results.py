@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['FORMAT', 'VGG_DEPTHS', 'BENCH_FOLDER', 'GPU_FOLDER', 'REPRODUCTION_CONDITIONS', 'Result', 'ResultStore', 'cite',
-           'devices_of', 'paper_scale', 'model_description', 'data_description', 'recipe_length', 'bench_file',
-           'bench_files', 'gpu_session_files', 'cite_file', 'TrainedModel', 'ImportanceProfile', 'SweepRow',
-           'trained_models', 'importance_profiles', 'sweep_rows', 'timed_rows', 'Difference', 'differences',
+           'devices_of', 'short_commit', 'paper_scale', 'model_description', 'data_description', 'recipe_length',
+           'bench_file', 'bench_files', 'gpu_session_files', 'cite_file', 'TrainedModel', 'ImportanceProfile',
+           'SweepRow', 'trained_models', 'importance_profiles', 'sweep_rows', 'timed_rows', 'Difference', 'differences',
            'Comparison', 'compare_with_record', 'promote', 'reproduction_gaps', 'Spread']
 
 # %% ../nbs/06a_results.ipynb #5c4cfa02
@@ -83,8 +83,13 @@ def cite(results: list[Result], store_root: str = "results") -> str:
     return ResultStore(Path(store_root)).path(results[0].preset, results[0].experiment, results[0].digest, seed).as_posix()
 
 def devices_of(results: list[Result]) -> str:
-    "Every device `results` ran on, each once, in order: the seeds of one run may come from sessions on different cards."
+    "Every device `results` ran on, each once, first seen first: the seeds of one run may come from sessions on different cards."
     return ", ".join(dict.fromkeys(r.device for r in results))
+
+def short_commit(commit: str) -> str:
+    "A commit as tables show it: 12 hex digits, keeping `-dirty` (a short `$COB_PAPER_GIT_COMMIT` stays as given)."
+    sha, dirty = commit.removesuffix("-dirty"), commit.endswith("-dirty")
+    return sha[:12] + ("-dirty" if dirty else "")
 
 def paper_scale(config: dict) -> bool:
     "Whether a config is the paper's setting: full-width models on all of CIFAR-10."
