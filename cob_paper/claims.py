@@ -4,14 +4,14 @@
 
 # %% auto #0
 __all__ = ['PAPER', 'TOLERANCE', 'GAP_TOLERANCE', 'SPREAD_WIDTH', 'QUANTITY_WORDS', 'CLAIMS', 'RUN_COLUMNS', 'Check',
-           'allowance_words', 'Claim', 'gap_in_words', 'Verdict', 'judge', 'column_name', 'seeds_in_words',
-           'claims_markdown', 'claims_list_markdown', 'Agreement', 'agreement_with_record', 'beyond_summary_markdown']
+           'allowance_words', 'Claim', 'gap_in_words', 'Verdict', 'judge', 'column_name', 'claims_markdown',
+           'claims_list_markdown', 'Agreement', 'agreement_with_record', 'beyond_summary_markdown']
 
 # %% ../nbs/08a_claims.ipynb #dc959d5a
 from dataclasses import dataclass
 from typing import Callable
 
-from .results import Spread, cite, data_description, devices_of, model_description, paper_scale, recipe_length, sweep_rows, timed_rows, trained_models
+from .results import Spread, cite, data_description, devices_of, seeds_in_words, model_description, paper_scale, recipe_length, sweep_rows, timed_rows, trained_models
 
 # %% ../nbs/08a_claims.ipynb #97566e99
 PAPER = {"unpruned_gap": 4.52, "chance": 10.0, "cob_70": 85.0, "cob_80": 72.5, "largest_gain": 75.1, "cob_95_after": 64.55,
@@ -213,8 +213,6 @@ def column_name(preset: str, run: dict) -> str:
     if RUN_COLUMNS[preset]: return RUN_COLUMNS[preset]
     config = next(iter(run.values()))[0].config
     return f"{preset} CPU run ({model_description(config)}, {data_description(config)}; not the paper's setting)"
-
-def seeds_in_words(n: int) -> str: return f"{n} seed" + ("" if n == 1 else "s")
 
 def _verdict_cell(v: Verdict | None) -> str:
     if v is None or v.agrees is None: return ""

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from .files import atomic_write
-from .results import Spread, bench_files, cite_file, devices_of, short_commit, gpu_session_files, recipe_length
+from .results import Spread, bench_files, cite_file, devices_of, seeds_in_words, short_commit, gpu_session_files, recipe_length
 
 # %% ../nbs/08b_reports.ipynb #968d67fb
 def _bench_lines(path: Path, root) -> list[str]:
@@ -86,7 +86,7 @@ def run_time_lines(runs: dict) -> list[str]:
         made = (f"commit {next(iter(experiments_by_commit))}" if len(experiments_by_commit) == 1 else
                 "commits " + ", ".join(f"{c} ({', '.join(names)})" for c, names in experiments_by_commit.items()))
         lines += [f"Wall time of the {preset} run ({devices_of([r for results in run.values() for r in results])}, {made}, "
-                  f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}; seconds per seed):", "", "| stage | seconds |", "|---|---|"]
+                  f"{seeds_in_words(len(seeds))}; seconds per seed):", "", "| stage | seconds |", "|---|---|"]
         if "unpruned" in run:
             for model in run["unpruned"][0].timing["train_wall_time_s"]:
                 lines.append(f"| train {model} | {Spread.of([u.timing['train_wall_time_s'][model] for u in run['unpruned']]).format(digits=1)} |")

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['FORMAT', 'VGG_DEPTHS', 'BENCH_FOLDER', 'GPU_FOLDER', 'REPRODUCTION_CONDITIONS', 'Result', 'ResultStore', 'cite',
-           'devices_of', 'short_commit', 'paper_scale', 'model_description', 'data_description', 'recipe_length',
-           'bench_file', 'bench_files', 'gpu_session_files', 'cite_file', 'TrainedModel', 'ImportanceProfile',
-           'SweepRow', 'trained_models', 'importance_profiles', 'sweep_rows', 'timed_rows', 'Difference', 'differences',
-           'Comparison', 'compare_with_record', 'promote', 'reproduction_gaps', 'Spread']
+           'devices_of', 'seeds_in_words', 'short_commit', 'paper_scale', 'model_description', 'data_description',
+           'recipe_length', 'bench_file', 'bench_files', 'gpu_session_files', 'cite_file', 'TrainedModel',
+           'ImportanceProfile', 'SweepRow', 'trained_models', 'importance_profiles', 'sweep_rows', 'timed_rows',
+           'Difference', 'differences', 'Comparison', 'compare_with_record', 'promote', 'reproduction_gaps', 'Spread']
 
 # %% ../nbs/06a_results.ipynb #5c4cfa02
 import dataclasses
@@ -85,6 +85,8 @@ def cite(results: list[Result], store_root: str = "results") -> str:
 def devices_of(results: list[Result]) -> str:
     "Every device `results` ran on, each once, first seen first: the seeds of one run may come from sessions on different cards."
     return ", ".join(dict.fromkeys(r.device for r in results))
+
+def seeds_in_words(n: int) -> str: return f"{n} seed" + ("" if n == 1 else "s")
 
 def short_commit(commit: str) -> str:
     "A commit as tables show it: 12 hex digits, keeping `-dirty` (a short `$COB_PAPER_GIT_COMMIT` stays as given)."
