@@ -5,14 +5,15 @@
 # %% auto #0
 __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES', 'PAPER_RATIOS', 'PAPER_THRESHOLDS',
            'TOOLKIT_IMPORTANCES', 'TOOLKIT_BATCHES', 'ARMS', 'BEYOND_ARMS', 'FULL_EPOCHS', 'FULL_FINETUNE_EPOCHS',
-           'SEEDS_RUN_EPOCHS', 'SEEDS_RUN_FINETUNE_EPOCHS', 'TSRA_STUDY_VARIANTS', 'STUDY_EPOCHS', 'PRESETS', 'MODELS',
-           'RUNNERS', 'RunSettings', 'ReproductionConfig', 'sweep', 'paper_experiments', 'Arm', 'beyond_experiment',
-           'tsra_grid', 'selected_sweep', 'default_device', 'default_preset', 'paper_config', 'full_config',
-           'full_seeds_config', 'quick_config', 'laptop_config', 'smoke_config', 'tsra_study_experiments',
-           'tsra_study_config', 'tsra_study_laptop_config', 'describe', 'Workspace', 'preset_of', 'reproduce_command',
-           'MissingModelError', 'fusable', 'SeedRun', 'run_unpruned', 'variant_key', 'run_grid', 'basis_and_importance',
-           'prepared_arm', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant', 'chosen_model', 'run_selected',
-           'reproduce', 'collect', 'record_run']
+           'SEEDS_RUN_EPOCHS', 'SEEDS_RUN_FINETUNE_EPOCHS', 'TSRA_STUDY_VARIANTS', 'TSRA_STUDY_CONTROLS',
+           'STUDY_EPOCHS', 'PRESETS', 'MODELS', 'RUNNERS', 'RunSettings', 'ReproductionConfig', 'sweep',
+           'paper_experiments', 'Arm', 'beyond_experiment', 'tsra_grid', 'grid_entries', 'selected_sweep',
+           'default_device', 'default_preset', 'paper_config', 'full_config', 'full_seeds_config', 'quick_config',
+           'laptop_config', 'smoke_config', 'tsra_study_experiments', 'tsra_study_config', 'tsra_study_laptop_config',
+           'describe', 'Workspace', 'preset_of', 'reproduce_command', 'MissingModelError', 'fusable', 'SeedRun',
+           'run_unpruned', 'variant_key', 'run_grid', 'basis_and_importance', 'prepared_arm', 'sweep_row', 'run_sweep',
+           'run_importance', 'chosen_variant', 'chosen_model', 'study_choices', 'run_selected', 'reproduce', 'collect',
+           'record_run']
 
 # %% ../nbs/07_experiments.ipynb #c2ff4b8e
 import copy
@@ -34,7 +35,7 @@ from .fused import UNFUSED_SETTINGS
 from .models import VGG, VGGConfig, count_macs, count_parameters, load_model, relu_vgg_config, save_model, tsra_vgg_config
 from .prune import (ParameterTarget, PlanRefused, ProportionOfMax, ProportionOfMean, ProportionOfMedian, ZScore,
                              prune, strategy_from_dict, strategy_to_dict)
-from .results import Result, ResultStore, SweepRow, data_description, model_description, paper_scale, recipe_length
+from .results import GRID_MODELS, Result, ResultStore, SweepRow, data_description, model_description, paper_scale, recipe_length
 from .speed import inference_speed
 from .stats import (collect_statistics, importance_in_basis, load_statistics, native_importance, random_rotations,
                              rotate_model, rotation_and_importance, save_statistics)
@@ -158,13 +159,21 @@ def beyond_experiment(ratios=(0.3, 0.5, 0.7, 0.8, 0.9), arms=BEYOND_ARMS, speed:
 # %% ../nbs/07_experiments.ipynb #db13b359
 _VARIANT_NAME = re.compile(r"[a-z0-9_]+")
 
-def tsra_grid(variants: dict[str, dict]) -> dict:
-    "The spec of a grid: TSRA variants (name -> `tsra_vgg_config` overrides), trained with the TSRA recipe, scored on held-out images."
-    bad = [n for n in variants if not _VARIANT_NAME.fullmatch(n) or n == "paper"]
+def tsra_grid(variants: dict[str, dict], controls: dict[str, dict] | None = None) -> dict:
+    "The spec of a grid: TSRA variants and ReLU controls (name -> overrides of the model's config), trained with the model's recipe."
+    controls = controls or {}
+    bad = [n for n in [*variants, *controls] if not _VARIANT_NAME.fullmatch(n) or n == "paper"]
     if bad or not variants:
-        raise ValueError(f"grid variant names {bad or '(none)'} must be lower-case letters, digits and '_', other than 'paper' "
-                         f"(the paper's TSRA, which competes anyway); give at least one variant.")
-    return {"kind": "grid", "variants": {name: dict(overrides) for name, overrides in variants.items()}}
+        raise ValueError(f"grid variant and control names {bad or '(none)'} must be lower-case letters, digits and '_', other than "
+                         f"'paper' (the paper's models, which compete anyway); give at least one variant.")
+    if shared := sorted(set(variants) & set(controls)):
+        raise ValueError(f"the names {shared} are given to both a TSRA variant and a ReLU control; give each its own name.")
+    return {"kind": "grid", "variants": {name: dict(overrides) for name, overrides in variants.items()},
+            "controls": {name: dict(overrides) for name, overrides in controls.items()}}
+
+def grid_entries(spec: dict) -> list[tuple[str, str, dict]]:
+    "Every model a grid trains, as (model, name, overrides): the TSRA variants, then the ReLU controls."
+    return [(model, name, overrides) for field, model in GRID_MODELS.items() for name, overrides in spec.get(field, {}).items()]
 
 def selected_sweep(grid_name: str, choose_with_seeds, arms: list[str], strategies: list) -> dict:
     "The spec of a sweep of the best variant of `grid_name` (by mean held-out accuracy over `choose_with_seeds`) with TSRA `arms`."
@@ -242,11 +251,14 @@ TSRA_STUDY_VARIANTS = {        # one setting at a time away from the paper's TSR
     "norm_mode_u": _gains(norm_mode_U=True), "norm_mode_both": _gains(norm_mode_U=True, norm_mode_V=True),
     "init_kaiming_fan_out": {"init": "kaiming-fan-out"}, "init_orthogonal": {"init": "orthogonal"},
     "init_tsra_gain": {"init": "tsra-gain"}}
+# the ReLU control as the paper's TSRA is initialised (PyTorch's default), beside the authors' Kaiming fan_out init, which
+# also scales the 10-way output layer by its fan-out: at small width and few steps the control's init decides how far it trains
+TSRA_STUDY_CONTROLS = {"init_default": {"init": "default"}}
 STUDY_EPOCHS = 15
 
-def tsra_study_experiments(seeds, ratios, variants: dict = TSRA_STUDY_VARIANTS) -> dict:
+def tsra_study_experiments(seeds, ratios, variants: dict = TSRA_STUDY_VARIANTS, controls: dict = TSRA_STUDY_CONTROLS) -> dict:
     "Both models, the grid, the paper's fixed-ratio sweep and the chosen variant's sweep beside it (chosen with `seeds`)."
-    return {"unpruned": {"kind": "unpruned"}, "grid": tsra_grid(variants),
+    return {"unpruned": {"kind": "unpruned"}, "grid": tsra_grid(variants, controls),
             "fixed_ratio": sweep(["baseline", "cob", "relu"], [ParameterTarget(t) for t in ratios]),
             "selected": selected_sweep("grid", seeds, ["baseline", "cob"], [ParameterTarget(t) for t in ratios])}
 
@@ -392,23 +404,26 @@ def run_unpruned(run: SeedRun, spec: dict) -> tuple[dict, dict]:
     return numbers, timing
 
 # %% ../nbs/07_experiments.ipynb #24f562eb
-def variant_key(name: str, overrides: dict) -> str:
-    "The model folder name of grid variant `name`: its name and the hash of its overrides."
-    return f"tsra-{name}-{hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]}"
+def variant_key(name: str, overrides: dict, model: str = "tsra") -> str:
+    "The model folder name of a grid's variant (`model` tsra) or control (relu) `name`: model, name and the hash of its overrides."
+    return f"{model}-{name}-{hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]}"
 
 def run_grid(run: SeedRun, spec: dict) -> tuple[dict, dict]:
-    "Train (or load) each variant; numbers: held-out accuracy and parameters per variant, and of the two unpruned models."
-    variants, timing = {}, {"train_wall_time_s": {}, "images_per_s": {}}
-    for name, overrides in spec["variants"].items():
-        key = variant_key(name, overrides)
+    "Train (or load) each variant and control; numbers: held-out accuracy and parameters of each, and of the two unpruned models."
+    numbers, timing = {field: {} for field in GRID_MODELS}, {"train_wall_time_s": {}, "images_per_s": {}}
+    field_of = {model: field for field, model in GRID_MODELS.items()}
+    for model_name, name, overrides in grid_entries(spec):
+        key = variant_key(name, overrides, model_name)
         if (run.model_dir(key) / "config.json").exists(): model = run.model(key)
         else:
-            model, history = _trained(run, "tsra", run.config.tsra_train, run.model_dir(key), overrides)
+            recipe = getattr(run.config, MODELS[model_name][1])
+            model, history = _trained(run, model_name, recipe, run.model_dir(key), overrides)
             timing["train_wall_time_s"][name] = history.wall_time_s
             timing["images_per_s"][name] = [r["images_per_s"] for r in history.records]
-        variants[name] = {"overrides": overrides, "holdout_accuracy": evaluate(model, *run.holdout), "parameters": count_parameters(model)}
+        numbers[field_of[model_name]][name] = {"overrides": overrides, "holdout_accuracy": evaluate(model, *run.holdout),
+                                               "parameters": count_parameters(model)}
     reference = {name: evaluate(run.model(name), *run.holdout) for name in MODELS}
-    return {"holdout_images": len(run.holdout[1]), "variants": variants, "reference_holdout_accuracy": reference}, timing
+    return {"holdout_images": len(run.holdout[1]), **numbers, "reference_holdout_accuracy": reference}, timing
 
 # %% ../nbs/07_experiments.ipynb #63186ffa
 def _check_arms(config: ReproductionConfig):
@@ -504,34 +519,41 @@ def run_importance(run: SeedRun, spec: dict) -> tuple[dict, dict]:
     return {"profiles": profiles}, {}
 
 # %% ../nbs/07_experiments.ipynb #21bbd535
-def chosen_variant(workspace: Workspace, config: ReproductionConfig, spec: dict) -> dict:
-    "The grid's variant (or `paper`, the paper's TSRA) with the best mean held-out accuracy over `spec['choose_with_seeds']`."
+def chosen_variant(workspace: Workspace, config: ReproductionConfig, spec: dict, model: str = "tsra") -> dict:
+    "The grid's `model` (tsra: a variant, relu: a control, or `paper`) with the best mean held-out accuracy over `spec['choose_with_seeds']`."
     grid_name, store = spec["grid"], workspace.results
     found = {s: store.read(config.preset, grid_name, config.digest(grid_name), s) for s in spec["choose_with_seeds"]}
     missing = [s for s, r in found.items() if r is None]
     if missing:
         raise FileNotFoundError(f"choosing needs the {grid_name!r} results of seeds {missing}, which are not in {store.root}; make them "
                                 f"with {reproduce_command(config, missing, ['unpruned', grid_name], workspace)}.")
-    scores = {"paper": [r.numbers["reference_holdout_accuracy"]["tsra"] for r in found.values()]}
+    field = next(f for f, m in GRID_MODELS.items() if m == model)
+    scores = {"paper": [r.numbers["reference_holdout_accuracy"][model] for r in found.values()]}
     for r in found.values():
-        for name, v in r.numbers["variants"].items(): scores.setdefault(name, []).append(v["holdout_accuracy"])
+        for name, v in r.numbers.get(field, {}).items(): scores.setdefault(name, []).append(v["holdout_accuracy"])
     means = {name: sum(v) / len(v) for name, v in scores.items()}
-    best = max(means, key=means.get)          # a tie keeps the earlier: the paper's TSRA first
-    overrides = {} if best == "paper" else config.experiments[grid_name]["variants"][best]
-    return {"name": best, "overrides": overrides, "mean_holdout_accuracy": means, "seeds": sorted(found)}
+    best = max(means, key=means.get)          # a tie keeps the earlier: the paper's model first
+    overrides = {} if best == "paper" else config.experiments[grid_name][field][best]
+    return {"model": model, "name": best, "overrides": overrides, "mean_holdout_accuracy": means, "seeds": sorted(found)}
 
 def chosen_model(chosen: dict) -> str:
-    "The trained model of a choice: `tsra` (trained by `unpruned`) for the paper's TSRA, else the variant's folder."
-    return "tsra" if chosen["name"] == "paper" else variant_key(chosen["name"], chosen["overrides"])
+    "The trained model of a choice: the paper's (`tsra` or `relu`, trained by `unpruned`), else the variant's or control's folder."
+    return chosen["model"] if chosen["name"] == "paper" else variant_key(chosen["name"], chosen["overrides"], chosen["model"])
+
+def study_choices(workspace: Workspace, config: ReproductionConfig, spec: dict) -> dict:
+    "The selected sweep's choices: `chosen` (the TSRA), and `chosen_control` (the ReLU control) where the grid has controls."
+    controls = config.experiments[spec["grid"]].get("controls")
+    return {"chosen": chosen_variant(workspace, config, spec),
+            **({"chosen_control": chosen_variant(workspace, config, spec, "relu")} if controls else {})}
 
 def run_selected(run: SeedRun, spec: dict, log: Callable = print) -> tuple[dict, dict]:
-    "The chosen variant; the test accuracy of it, the paper's TSRA and the ReLU control; its sweep with the spec's arms."
-    chosen = chosen_variant(run.workspace, run.config, spec)
-    model_name = chosen_model(chosen)
-    test_accuracy = {"chosen": evaluate(run.model(model_name), *run.test), **{m: evaluate(run.model(m), *run.test) for m in MODELS}}
-    arms = {a: dataclasses.replace(ARMS[a], model=model_name) for a in spec["arms"]}
+    "The choices; the test accuracy of each, of the paper's TSRA and of its ReLU control; the chosen TSRA's sweep with the spec's arms."
+    choices = study_choices(run.workspace, run.config, spec)
+    tested = {**{key: chosen_model(c) for key, c in choices.items()}, **{m: m for m in MODELS}}
+    test_accuracy = {key: evaluate(run.model(model), *run.test) for key, model in tested.items()}
+    arms = {a: dataclasses.replace(ARMS[a], model=tested["chosen"]) for a in spec["arms"]}
     sweep_numbers, timing = run_sweep(run, spec, log, arms)
-    return {"chosen": chosen, "test_accuracy": test_accuracy, **sweep_numbers}, timing
+    return {**choices, "test_accuracy": test_accuracy, **sweep_numbers}, timing
 
 # %% ../nbs/07_experiments.ipynb #24e22571
 RUNNERS = {"unpruned": run_unpruned, "importance": run_importance, "sweep": run_sweep, "grid": run_grid, "selected": run_selected}
@@ -554,9 +576,9 @@ def _check_choices(workspace: Workspace, config: ReproductionConfig, names: list
                                     f"{missing} are neither in {workspace.results.root} nor made by this run; run "
                                     f"{reproduce_command(config, spec['choose_with_seeds'], workspace=workspace)}.")
         if made_here: continue
-        # the grid is not part of this run: the chosen model must already be trained for every seed the run sweeps
-        model = chosen_model(chosen_variant(workspace, config, spec))
-        for seed in config.seeds: _trained_dir(workspace, config, seed, model, made_by="unpruned" if model == "tsra" else spec["grid"])
+        # the grid is not part of this run: the chosen models must already be trained for every seed the run tests
+        for model in (chosen_model(c) for c in study_choices(workspace, config, spec).values()):
+            for seed in config.seeds: _trained_dir(workspace, config, seed, model, made_by="unpruned" if model in MODELS else spec["grid"])
 
 def _check_plan(workspace: Workspace, config: ReproductionConfig, names: list[str]):
     _check_arms(config)
@@ -574,7 +596,7 @@ def _done(workspace: Workspace, config: ReproductionConfig, name: str, seed: int
     if not workspace.results.path(config.preset, name, config.digest(name), seed).exists(): return False
     spec = config.experiments[name]
     trained = list(MODELS) if spec["kind"] == "unpruned" else \
-        [variant_key(n, o) for n, o in spec["variants"].items()] if spec["kind"] == "grid" else []
+        [variant_key(n, o, m) for m, n, o in grid_entries(spec)] if spec["kind"] == "grid" else []
     return all((workspace.model_dir(config, seed, m) / "config.json").exists() for m in trained)
 
 def _stages(config: ReproductionConfig, names: list[str]) -> list[list[str]]:

@@ -1,7 +1,7 @@
 """The TSRA study (issue 17) inside lent-GPU commands: choose the epochs per model from the probe, then run it stage by stage.
 
-The grid trains 1 + len(TSRA_STUDY_VARIANTS) TSRA models and the ReLU control per seed, all at the same schedule;
-the fixed-ratio sweeps of the paper's TSRA and of the chosen variant follow. The epochs per model are the most that
+The grid trains 1 + len(TSRA_STUDY_VARIANTS) TSRA models and 1 + len(TSRA_STUDY_CONTROLS) ReLU controls per seed, all at
+the same schedule; the fixed-ratio sweeps of the paper's TSRA and of the chosen variant follow. The epochs per model are the most that
 the step times measured by `tools/gpu/probe.py` on the same machine say will let all of it finish within `--budget`
 seconds for `--seeds` seeds, with the engine that trains longest, chosen as in `reproduce.py` (variants the fused unit
 cannot compute train unfused); `--epochs` gives them instead. Each experiment's results are archived to
@@ -33,13 +33,14 @@ def choose_epochs(probe: dict, budget_s: float, seeds: int = 1, template: Reprod
     "Whole epochs per model that let `seeds` seeds of the study fit `budget_s` with `engine` (at least 1), or `fixed_epochs`; the estimate."
     template, engine = template or tsra_study_config(), engine or probe_engines(probe)[0]
     per_epoch = steps_per_epoch(template.training_images, template.tsra_train.batch_size)
-    variants = [{}] + list(template.experiments["grid"]["variants"].values())        # the paper's TSRA and the grid
+    grid = template.experiments["grid"]
+    variants = [{}] + list(grid["variants"].values())        # the paper's TSRA and the grid's variants
     fused = sum(fusable("tsra", v) for v in variants) if engine["fused_tsra"] else 0
-    tsra_models = len(variants)
+    tsra_models, relu_models = len(variants), 1 + len(grid.get("controls", {}))     # the paper's ReLU control and the grid's
     # a variant the fused unit cannot compute trains at the engine's unfused rate
     train_epoch = per_epoch * (fused * engine["step_s"]["tsra"] + (tsra_models - fused) * engine["unfused_tsra_step_s"]
-                               + engine["step_s"]["relu"])
-    compile_s = tsra_models * engine["first_step_s"]["tsra"] + engine["first_step_s"]["relu"]
+                               + relu_models * engine["step_s"]["relu"])
+    compile_s = tsra_models * engine["first_step_s"]["tsra"] + relu_models * engine["first_step_s"]["relu"]
     finetune_step, row_fixed = row_costs(probe, engine["fused_tsra"])
     rows = sweep_row_count(template, ["fixed_ratio"]) + len(template.experiments["selected"]["arms"]) * len(template.experiments["selected"]["strategies"])
     finetune_epochs = template.finetune.epochs
@@ -48,7 +49,7 @@ def choose_epochs(probe: dict, budget_s: float, seeds: int = 1, template: Reprod
     epochs = fixed_epochs or max(1, math.floor(((budget_s - FIXED_OVERHEAD_S) / seeds - per_seed_fixed) / train_epoch))
     return {"epochs": epochs, "seeds": seeds, "estimated_s": FIXED_OVERHEAD_S + seeds * (per_seed_fixed + epochs * train_epoch),
             "budget_s": budget_s, "engine": engine,
-            "inputs": {"steps_per_epoch": per_epoch, "models_per_seed": tsra_models + 1, "fused_models_per_seed": fused,
+            "inputs": {"steps_per_epoch": per_epoch, "models_per_seed": tsra_models + relu_models, "fused_models_per_seed": fused,
                        "rows_per_seed": rows, "train_epoch_s": train_epoch, "statistics_s": statistics}}
 
 
