@@ -201,6 +201,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'cob_paper.figures._study_curves': ('figures.html#_study_curves', 'cob_paper/figures.py'),
                                    'cob_paper.figures._style': ('figures.html#_style', 'cob_paper/figures.py'),
                                    'cob_paper.figures.beyond_table': ('figures.html#beyond_table', 'cob_paper/figures.py'),
+                                   'cob_paper.figures.chosen_name': ('figures.html#chosen_name', 'cob_paper/figures.py'),
                                    'cob_paper.figures.describe_variant': ('figures.html#describe_variant', 'cob_paper/figures.py'),
                                    'cob_paper.figures.energy_fraction_channels': ( 'figures.html#energy_fraction_channels',
                                                                                    'cob_paper/figures.py'),

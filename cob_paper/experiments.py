@@ -251,9 +251,10 @@ TSRA_STUDY_VARIANTS = {        # one setting at a time away from the paper's TSR
     "norm_mode_u": _gains(norm_mode_U=True), "norm_mode_both": _gains(norm_mode_U=True, norm_mode_V=True),
     "init_kaiming_fan_out": {"init": "kaiming-fan-out"}, "init_orthogonal": {"init": "orthogonal"},
     "init_tsra_gain": {"init": "tsra-gain"}}
-# the ReLU control as the paper's TSRA is initialised (PyTorch's default), beside the authors' Kaiming fan_out init, which
-# also scales the 10-way output layer by its fan-out: at small width and few steps the control's init decides how far it trains
-TSRA_STUDY_CONTROLS = {"init_default": {"init": "default"}}
+# the ReLU control as the paper's TSRA is initialised (PyTorch's default), and with the authors' Kaiming fan_out init on every
+# layer but the output layer, where its fan-out is the number of classes (chapter 02_models): at small width and few steps
+# the control's init decides how far it trains
+TSRA_STUDY_CONTROLS = {"init_default": {"init": "default"}, "init_kaiming_hidden": {"init": "kaiming-fan-out-hidden"}}
 STUDY_EPOCHS = 15
 
 def tsra_study_experiments(seeds, ratios, variants: dict = TSRA_STUDY_VARIANTS, controls: dict = TSRA_STUDY_CONTROLS) -> dict:

@@ -30,7 +30,7 @@ from .files import atomic_folder, load_checked, save_checked, write_json
 NORMS = ("rmsnorm-unlearned", "batchnorm", "none")
 ACTIVATIONS = ("tsra", "relu")
 POOLS = ("avg", "max")
-INITS = ("default", "kaiming-fan-out", "orthogonal", "tsra-gain")
+INITS = ("default", "kaiming-fan-out", "kaiming-fan-out-hidden", "orthogonal", "tsra-gain")
 
 @dataclass
 class VGGConfig:
@@ -302,11 +302,12 @@ def _initialise(model: "VGG", config: VGGConfig):
     "Weights by `config.init`, biases zeroed; PyTorch's default init is left as the layers drew it."
     if config.init == "default": return
     units = model.prunable_units()
-    layers = [u.producer for u in units] + [units[-1].consumer]
+    # kaiming-fan-out-hidden leaves the output layer as PyTorch draws it: Kaiming's fan-out there is the number of classes
+    layers = [u.producer for u in units] + ([] if config.init == "kaiming-fan-out-hidden" else [units[-1].consumer])
     # each layer's input: the images (unit second moment), then the activation of the unit before it
     passed = [1.0] + [_passed_second_moment(config, s) for s in (config.splits or [None] * len(units))]
     for layer, second_moment in zip(layers, passed):
-        if config.init == "kaiming-fan-out": nn.init.kaiming_uniform_(layer.weight, mode="fan_out", nonlinearity="relu")
+        if config.init.startswith("kaiming-fan-out"): nn.init.kaiming_uniform_(layer.weight, mode="fan_out", nonlinearity="relu")
         elif config.init == "orthogonal": nn.init.orthogonal_(layer.weight)
         else:   # tsra-gain: variance 1 / (fan_in * passed), so each layer's output keeps its input's second moment
             bound = math.sqrt(3 / (layer.weight[0].numel() * second_moment))

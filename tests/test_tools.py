@@ -85,7 +85,8 @@ def test_study_epochs_fit_the_budget_and_grow_with_it():
     assert large["epochs"] > small["epochs"] >= 1 and large["estimated_s"] <= 900 and small["estimated_s"] <= 300
     from cob_paper.experiments import PAPER_RATIOS, TSRA_STUDY_CONTROLS, TSRA_STUDY_VARIANTS, tsra_study_config, tsra_study_experiments
     assert large["inputs"]["models_per_seed"] == 1 + len(TSRA_STUDY_VARIANTS) + 1 + len(TSRA_STUDY_CONTROLS)
-    # each ReLU control costs an epoch at the ReLU control's step time
+    # each ReLU control costs an epoch at the ReLU control's step time (the preset has at least one)
+    assert TSRA_STUDY_CONTROLS
     uncontrolled = tsra_study_config(experiments=tsra_study_experiments([0], PAPER_RATIOS, controls={}))
     without = study.choose_epochs(probe, 900, template=uncontrolled)["inputs"]
     assert abs(large["inputs"]["train_epoch_s"] - without["train_epoch_s"]
