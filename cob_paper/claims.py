@@ -4,14 +4,14 @@
 
 # %% auto #0
 __all__ = ['PAPER', 'TOLERANCE', 'GAP_TOLERANCE', 'SPREAD_WIDTH', 'QUANTITY_WORDS', 'CLAIMS', 'RUN_COLUMNS', 'Check',
-           'allowance_words', 'Claim', 'gap_in_words', 'Verdict', 'judge', 'column_name', 'claims_markdown',
-           'claims_list_markdown', 'Agreement', 'agreement_with_record', 'beyond_summary_markdown']
+           'allowance_words', 'Claim', 'Verdict', 'judge', 'column_name', 'claims_markdown', 'claims_list_markdown',
+           'Agreement', 'agreement_with_record', 'beyond_summary_markdown']
 
 # %% ../nbs/08a_claims.ipynb #dc959d5a
 from dataclasses import dataclass
 from typing import Callable
 
-from .results import Spread, cite, data_description, devices_of, seeds_in_words, model_description, paper_scale, recipe_length, sweep_rows, timed_rows, trained_models
+from .results import Spread, cite, data_description, devices_of, gap_in_words, seeds_in_words, model_description, paper_scale, recipe_length, sweep_rows, timed_rows, trained_models
 
 # %% ../nbs/08a_claims.ipynb #97566e99
 PAPER = {"unpruned_gap": 4.52, "chance": 10.0, "cob_70": 85.0, "cob_80": 72.5, "largest_gain": 75.1, "cob_95_after": 64.55,
@@ -109,9 +109,6 @@ class Claim:
 
 def _pct(s: Spread) -> str: return s.format(unit="%")
 def _pts(s: Spread) -> str: return s.format(unit=" points")
-def gap_in_words(s: Spread) -> str:
-    "A gap in points (positive: the first is lower), said as lower or higher."
-    return f"{Spread(abs(s.mean), s.std, s.n).format(unit=' points')} {'lower' if s.mean >= 0 else 'higher'}"
 def _schedule(s) -> str:
     config = next(iter(s.values())).config
     return f"{recipe_length(config['tsra_train'])} per model (the authors: about 2,450 epochs)"

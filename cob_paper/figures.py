@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['Run', 'CHANCE_PERCENT', 'ARM_LABELS', 'GAP_TO_RELU', 'GAP_TO_CHOSEN_CONTROL', 'PAPER_MODELS', 'RELU_SETTINGS',
-           'run_label', 'save_figure', 'grouped_rows', 'spread_of', 'figure_fixed_ratio', 'energy_fraction_channels',
-           'figure_importance_profiles', 'threshold_table', 'threshold_label', 'unpruned_table', 'markdown_table',
-           'write_table', 'figure_beyond', 'beyond_table', 'describe_variant', 'grid_table', 'chosen_name',
-           'study_test_table', 'study_sweep_table', 'figure_study_sweep', 'study_summary_markdown', 'write_run_figures']
+           'run_kind', 'run_label', 'save_figure', 'grouped_rows', 'spread_of', 'figure_fixed_ratio',
+           'energy_fraction_channels', 'figure_importance_profiles', 'threshold_table', 'threshold_label',
+           'unpruned_table', 'markdown_table', 'write_table', 'figure_beyond', 'beyond_table', 'describe_variant',
+           'grid_table', 'chosen_name', 'study_test_table', 'study_sweep_table', 'figure_study_sweep', 'cob_advantage',
+           'study_findings', 'study_summary_markdown', 'write_run_figures']
 
 # %% ../nbs/08_figures.ipynb #121a1764
 import csv
@@ -20,21 +21,23 @@ import seaborn as sns
 
 from .files import atomic_write
 from .models import VGGConfig, relu_vgg_config
-from .results import (GRID_MODELS, Result, Spread, SweepRow, cite, data_description, devices_of, importance_profiles, model_description, paper_scale, recipe_length,
+from .results import (GRID_MODELS, Result, Spread, SweepRow, cite, data_description, devices_of, gap_in_words, importance_profiles, model_description, paper_scale, recipe_length,
                                sweep_rows, timed_rows, trained_models)
 
 Run = dict   # experiment name -> list of Result, one per seed
 CHANCE_PERCENT = 100 / VGGConfig().num_classes    # the accuracy of guessing: where a pruned model that lost its function lands
 
 # %% ../nbs/08_figures.ipynb #93e227f4
-def run_label(results: list[Result], store_root: str = "results") -> str:
-    "The note every figure and table carries: which run, at what scale, on what device, which seeds, from which files."
+def run_kind(results: list[Result]) -> str:
+    "Which run `results` come from, at what scale and where, e.g. `full run (GPU, 100 epochs per model)`; a run not at the paper's scale says so loudly."
     r, c = results[0], results[0].config
     where = "CPU" if all(x.on_cpu for x in results) else "GPU" if not any(x.on_cpu for x in results) else "CPU and GPU"
-    if paper_scale(c): kind = f"{r.preset} run ({where}, {recipe_length(c['tsra_train'])} per model)"   # one preset, several schedules
-    else: kind = (f"{r.preset.upper()} {where.upper()} RUN ({model_description(c)}, {data_description(c)}): "
-                  "not the paper's setting")
-    seeds = sorted(x.seed for x in results)
+    if paper_scale(c): return f"{r.preset} run ({where}, {recipe_length(c['tsra_train'])} per model)"   # one preset, several schedules
+    return f"{r.preset.upper()} {where.upper()} RUN ({model_description(c)}, {data_description(c)}): not the paper's setting"
+
+def run_label(results: list[Result], store_root: str = "results") -> str:
+    "The note every figure and table carries: which run, at what scale, on what device, which seeds, from which files."
+    kind, seeds = run_kind(results), sorted(x.seed for x in results)
     seeds_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds (mean ± std)"
     carried = " | carried over from an earlier results layout" if any(x.migrated_from for x in results) else ""
     return f"{kind} | {devices_of(results)} | {seeds_text} | {cite(results, store_root)}{carried}"
@@ -297,10 +300,10 @@ def study_test_table(selected: list[Result]) -> list[dict]:
 
 def _study_curves(fixed: list[Result], selected: list[Result]) -> list[tuple[str, list]]:
     "The curves the study compares: (label, groups of rows by strategy) for the paper's TSRA, the chosen variant and ReLU."
-    chosen, paper, picked = selected[0].numbers["chosen"]["name"], grouped_rows(fixed), grouped_rows(selected)
+    chosen, paper, picked = chosen_name(selected[0].numbers["chosen"]), grouped_rows(fixed), grouped_rows(selected)
     return [("paper's TSRA, native basis", paper["baseline"]), ("paper's TSRA, CoB", paper["cob"]),
             (f"chosen TSRA ({chosen}), native basis", picked["baseline"]), (f"chosen TSRA ({chosen}), CoB", picked["cob"]),
-            ("ReLU control, native basis", paper["relu"])]
+            ("the paper's ReLU control, native basis", paper["relu"])]
 
 def study_sweep_table(fixed: list[Result], selected: list[Result]) -> list[dict]:
     "Per parameter target: accuracy before → after fine-tuning of each study curve (mean ± std over seeds)."
@@ -330,9 +333,53 @@ def figure_study_sweep(fixed: list[Result], selected: list[Result], store_root: 
     return fig
 
 # %% ../nbs/08_figures.ipynb #4bba6192
+def _test_percent(selected: list[Result], key: str) -> list[float]: return [100 * r.numbers["test_accuracy"][key] for r in selected]
+
+def _gap_to(control: list[float], model: list[float]) -> Spread:
+    "`model`'s gap to `control` (test accuracies per seed), taken seed by seed."
+    return Spread.of([c - a for c, a in zip(control, model)])
+
+def cob_advantage(results: list[Result], t: float = 0.7) -> Spread:
+    "CoB minus native basis, before fine-tuning, at parameter target `t` (points, seed by seed)."
+    by_seed = [{r.arm: r for r in sweep_rows(res) if r.strategy.get("t") == t and r.ok} for res in results]
+    return Spread.of([100 * (rows["cob"].accuracy_before_finetune - rows["baseline"].accuracy_before_finetune) for rows in by_seed])
+
+def _tuning_in_words(paper: list[float], chosen: list[float], control: list[float], grid: dict) -> str:
+    "What tuning the TSRA did to its positive mean gap to `control`: closed none of it, part of it (by seed too), or all of it."
+    gap, gained = _gap_to(control, paper), Spread.of([c - a for c, a in zip(chosen, paper)])     # the control cancels out of `gained`
+    searched = (f" The TSRA was tuned over {1 + len(grid['variants'])} settings and the control over {1 + len(grid.get('controls', {}))}, "
+                "one setting at a time.")
+    if gained.mean <= 0: return f"Tuning closes none of the mean gap of {gap.mean:.2f} points: the chosen TSRA changes by {gained.format()} points.{searched}"
+    if gained.mean >= gap.mean: return f"Tuning closes all of the mean gap of {gap.mean:.2f} points: the chosen TSRA gains {gained.format()} points.{searched}"
+    shares = [100 * (c - a) / (r - a) for c, a, r in zip(chosen, paper, control)]
+    by_seed = f", {min(shares):.0f}% to {max(shares):.0f}% seed by seed" if len(shares) > 1 and min(r - a for r, a in zip(control, paper)) > 0 else ""
+    return (f"Tuning closes {100 * gained.mean / gap.mean:.0f}% of the mean gap of {gap.mean:.2f} points{by_seed}: "
+            f"the chosen TSRA gains {gained.format()} points.{searched}")
+
+def study_findings(run: Run) -> str:
+    "What a study says on the test set, in sentences from its results: the TSRAs' gaps to the paper's and the chosen ReLU control, what tuning closed, CoB's advantage."
+    selected, numbers = run["selected"], run["selected"][0].numbers
+    relu, paper, chosen = (_test_percent(selected, k) for k in ("relu", "tsra", "chosen"))
+    control, control_accuracy = numbers.get("chosen_control", {"model": "relu", "name": "paper"}), relu
+    text = (f"{run_kind(selected)}. On the test set the paper's TSRA is {gap_in_words(_gap_to(relu, paper))} than the paper's ReLU control, and the chosen "
+            f"TSRA ({chosen_name(numbers['chosen'])}) {gap_in_words(_gap_to(relu, chosen))}. ")
+    if control["name"] != "paper":
+        control_accuracy, setting = _test_percent(selected, "chosen_control"), describe_variant(control["overrides"])
+        text += (f"Compared with the ReLU control chosen on the held-out images, {chosen_name(control)} ({setting}), the paper's TSRA "
+                 f"is {gap_in_words(_gap_to(control_accuracy, paper))}, and the chosen TSRA {gap_in_words(_gap_to(control_accuracy, chosen))}. ")
+        if _gap_to(relu, paper).mean <= 0 < _gap_to(control_accuracy, paper).mean:
+            text += f"So at this scale the TSRA's lead over the paper's control is that control's setting: with {setting} it is gone. "
+    if _gap_to(control_accuracy, paper).mean <= 0:
+        text += (f"The chosen ReLU control ({chosen_name(control)}) is not ahead of the paper's TSRA on the test set, so this run finds no gap "
+                 "to close and cannot answer the question; it ranks the TSRA variants against one another only. ")
+    elif numbers["chosen"]["name"] == "paper": text += "The held-out images chose the paper's TSRA itself: no single setting tried closes any of the gap. "
+    else: text += _tuning_in_words(paper, chosen, control_accuracy, run["grid"][0].numbers) + " "
+    return text + (f"CoB's advantage over the native basis at t = 0.7 before fine-tuning: {cob_advantage(run['fixed_ratio']).format()} "
+                   f"points for the paper's TSRA, {cob_advantage(selected).format()} for the chosen one.")
+
 def study_summary_markdown(run: Run, store_root: str = "results") -> str:
-    "The README's study section: the chosen configuration on the test set, then the grid on the held-out images, each with its run."
-    return (markdown_table(study_test_table(run["selected"])) + f"\n{run_label(run['selected'], store_root)}\n\n" +
+    "The README's study section: what it finds, the chosen configuration on the test set, then the grid on the held-out images."
+    return (study_findings(run) + "\n\n" + markdown_table(study_test_table(run["selected"])) + f"\n{run_label(run['selected'], store_root)}\n\n" +
             markdown_table(grid_table(run["grid"])) + f"\n{run_label(run['grid'], store_root)}\n")
 
 # %% ../nbs/08_figures.ipynb #d9296433

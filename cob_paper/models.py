@@ -299,7 +299,7 @@ def _passed_second_moment(config: VGGConfig, split) -> float:
 
 @torch.no_grad()
 def _initialise(model: "VGG", config: VGGConfig):
-    "Weights by `config.init`, biases zeroed; PyTorch's default init is left as the layers drew it."
+    "Weights by `config.init`, biases zeroed; what the init leaves (all under `default`, the output layer under `kaiming-fan-out-hidden`) stays as PyTorch drew it."
     if config.init == "default": return
     units = model.prunable_units()
     # kaiming-fan-out-hidden leaves the output layer as PyTorch draws it: Kaiming's fan-out there is the number of classes

@@ -8,7 +8,7 @@ __all__ = ['FORMAT', 'VGG_DEPTHS', 'BENCH_FOLDER', 'GPU_FOLDER', 'GRID_MODELS', 
            'data_description', 'recipe_length', 'bench_file', 'bench_files', 'gpu_session_files', 'cite_file',
            'TrainedModel', 'ImportanceProfile', 'SweepRow', 'trained_models', 'importance_profiles', 'sweep_rows',
            'timed_rows', 'Difference', 'differences', 'Comparison', 'compare_with_record', 'promote',
-           'reproduction_gaps', 'Spread']
+           'reproduction_gaps', 'Spread', 'gap_in_words']
 
 # %% ../nbs/06a_results.ipynb #5c4cfa02
 import dataclasses
@@ -274,3 +274,7 @@ class Spread:
         text = f"{self.mean * scale:.{digits}f}"
         if self.std is not None: text += f" ± {self.std * scale:.{digits}f}"
         return text + unit
+
+def gap_in_words(s: Spread) -> str:
+    "A gap in points (positive: the first is lower), said as lower or higher."
+    return f"{Spread(abs(s.mean), s.std, s.n).format(unit=' points')} {'lower' if s.mean >= 0 else 'higher'}"
