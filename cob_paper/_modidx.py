@@ -192,7 +192,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                            'cob_paper/experiments.py'),
                                        'cob_paper.experiments.variant_key': ('experiments.html#variant_key', 'cob_paper/experiments.py')},
             'cob_paper.figures': { 'cob_paper.figures._curve': ('figures.html#_curve', 'cob_paper/figures.py'),
-                                   'cob_paper.figures._gap_to': ('figures.html#_gap_to', 'cob_paper/figures.py'),
+                                   'cob_paper.figures._difference': ('figures.html#_difference', 'cob_paper/figures.py'),
                                    'cob_paper.figures._holdout_percent': ('figures.html#_holdout_percent', 'cob_paper/figures.py'),
                                    'cob_paper.figures._key': ('figures.html#_key', 'cob_paper/figures.py'),
                                    'cob_paper.figures._note': ('figures.html#_note', 'cob_paper/figures.py'),

@@ -262,6 +262,10 @@ def describe_variant(overrides: dict) -> str:
         else: parts.append(f"{key}={value}")
     return ", ".join(parts) or "the paper's model"
 
+def _difference(first: list[float], second: list[float]) -> Spread:
+    "`first` minus `second`, seed by seed (each seed's models share their initial seed and data order), as a spread."
+    return Spread.of([a - b for a, b in zip(first, second)])
+
 def _holdout_percent(grid: list[Result]) -> list[tuple[str, str, str, list[float]]]:
     "Per model of the grid, the paper's two first: (model, row label, settings, held-out accuracy (%) per seed)."
     reference = lambda m: [100 * r.numbers["reference_holdout_accuracy"][m] for r in grid]
@@ -279,8 +283,7 @@ def grid_table(grid: list[Result]) -> list[dict]:
     relu, paper = entries[0][3], entries[1][3]
     def row(model, label, settings, accuracy):
         return {"model": label, "settings": settings, "held-out accuracy (%)": Spread.of(accuracy).format(),
-                GAP_TO_RELU: Spread.of([r - a for r, a in zip(relu, accuracy)]).format(),
-                "change from the paper's TSRA (points)": Spread.of([a - p for a, p in zip(accuracy, paper)]).format()}
+                GAP_TO_RELU: _difference(relu, accuracy).format(), "change from the paper's TSRA (points)": _difference(accuracy, paper).format()}
     return [row(*e) for e in sorted(entries, key=lambda e: (e[0] != "relu", -Spread.of(e[3]).mean))]
 
 def chosen_name(choice: dict) -> str:
@@ -295,7 +298,7 @@ def study_test_table(selected: list[Result]) -> list[dict]:
     accuracy = {key: [100 * r.numbers["test_accuracy"][key] for r in selected] for key in names}
     gaps = {GAP_TO_RELU: "relu", **({GAP_TO_CHOSEN_CONTROL: "chosen_control"} if "chosen_control" in names else {})}
     return [{"model": label, "test accuracy (%)": Spread.of(accuracy[key]).format(),
-             **{column: Spread.of([c - a for c, a in zip(accuracy[control], accuracy[key])]).format() for column, control in gaps.items()},
+             **{column: _difference(accuracy[control], accuracy[key]).format() for column, control in gaps.items()},
              "seeds": len(selected)} for key, label in names.items()]
 
 def _study_curves(fixed: list[Result], selected: list[Result]) -> list[tuple[str, list]]:
@@ -335,10 +338,6 @@ def figure_study_sweep(fixed: list[Result], selected: list[Result], store_root: 
 # %% ../nbs/08_figures.ipynb #4bba6192
 def _test_percent(selected: list[Result], key: str) -> list[float]: return [100 * r.numbers["test_accuracy"][key] for r in selected]
 
-def _gap_to(control: list[float], model: list[float]) -> Spread:
-    "`model`'s gap to `control` (test accuracies per seed), taken seed by seed."
-    return Spread.of([c - a for c, a in zip(control, model)])
-
 def cob_advantage(results: list[Result], t: float = 0.7) -> Spread:
     "CoB minus native basis, before fine-tuning, at parameter target `t` (points, seed by seed)."
     by_seed = [{r.arm: r for r in sweep_rows(res) if r.strategy.get("t") == t and r.ok} for res in results]
@@ -346,7 +345,7 @@ def cob_advantage(results: list[Result], t: float = 0.7) -> Spread:
 
 def _tuning_in_words(paper: list[float], chosen: list[float], control: list[float], grid: dict) -> str:
     "What tuning the TSRA did to its positive mean gap to `control`: closed none of it, part of it (by seed too), or all of it."
-    gap, gained = _gap_to(control, paper), Spread.of([c - a for c, a in zip(chosen, paper)])     # the control cancels out of `gained`
+    gap, gained = _difference(control, paper), _difference(chosen, paper)     # the control cancels out of `gained`
     searched = (f" The TSRA was tuned over {1 + len(grid['variants'])} settings and the control over {1 + len(grid.get('controls', {}))}, "
                 "one setting at a time.")
     if gained.mean <= 0: return f"Tuning closes none of the mean gap of {gap.mean:.2f} points: the chosen TSRA changes by {gained.format()} points.{searched}"
@@ -361,15 +360,15 @@ def study_findings(run: Run) -> str:
     selected, numbers = run["selected"], run["selected"][0].numbers
     relu, paper, chosen = (_test_percent(selected, k) for k in ("relu", "tsra", "chosen"))
     control, control_accuracy = numbers.get("chosen_control", {"model": "relu", "name": "paper"}), relu
-    text = (f"{run_kind(selected)}. On the test set the paper's TSRA is {gap_in_words(_gap_to(relu, paper))} than the paper's ReLU control, and the chosen "
-            f"TSRA ({chosen_name(numbers['chosen'])}) {gap_in_words(_gap_to(relu, chosen))}. ")
+    text = (f"{run_kind(selected)}. On the test set the paper's TSRA is {gap_in_words(_difference(relu, paper))} than the paper's ReLU control, and the chosen "
+            f"TSRA ({chosen_name(numbers['chosen'])}) {gap_in_words(_difference(relu, chosen))}. ")
     if control["name"] != "paper":
         control_accuracy, setting = _test_percent(selected, "chosen_control"), describe_variant(control["overrides"])
         text += (f"Compared with the ReLU control chosen on the held-out images, {chosen_name(control)} ({setting}), the paper's TSRA "
-                 f"is {gap_in_words(_gap_to(control_accuracy, paper))}, and the chosen TSRA {gap_in_words(_gap_to(control_accuracy, chosen))}. ")
-        if _gap_to(relu, paper).mean <= 0 < _gap_to(control_accuracy, paper).mean:
+                 f"is {gap_in_words(_difference(control_accuracy, paper))}, and the chosen TSRA {gap_in_words(_difference(control_accuracy, chosen))}. ")
+        if _difference(relu, paper).mean <= 0 < _difference(control_accuracy, paper).mean:
             text += f"So at this scale the TSRA's lead over the paper's control is that control's setting: with {setting} it is gone. "
-    if _gap_to(control_accuracy, paper).mean <= 0:
+    if _difference(control_accuracy, paper).mean <= 0:
         text += (f"The chosen ReLU control ({chosen_name(control)}) is not ahead of the paper's TSRA on the test set, so this run finds no gap "
                  "to close and cannot answer the question; it ranks the TSRA variants against one another only. ")
     elif numbers["chosen"]["name"] == "paper": text += "The held-out images chose the paper's TSRA itself: no single setting tried closes any of the gap. "
