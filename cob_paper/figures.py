@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['Run', 'CHANCE_PERCENT', 'ARM_LABELS', 'GAP_TO_RELU', 'GAP_TO_CHOSEN_CONTROL', 'PAPER_MODELS', 'RELU_SETTINGS',
-           'run_kind', 'run_label', 'save_figure', 'grouped_rows', 'spread_of', 'figure_fixed_ratio',
-           'energy_fraction_channels', 'figure_importance_profiles', 'threshold_table', 'threshold_label',
-           'unpruned_table', 'markdown_table', 'write_table', 'figure_beyond', 'beyond_table', 'describe_variant',
-           'grid_table', 'chosen_name', 'study_test_table', 'study_sweep_table', 'figure_study_sweep', 'cob_advantage',
-           'study_findings', 'study_summary_markdown', 'write_run_figures']
+           'run_kind', 'run_label', 'save_figure', 'label_citing_unpruned', 'grouped_rows', 'spread_of',
+           'figure_fixed_ratio', 'energy_fraction_channels', 'figure_importance_profiles', 'threshold_table',
+           'threshold_label', 'unpruned_table', 'markdown_table', 'write_table', 'figure_beyond', 'beyond_table',
+           'describe_variant', 'grid_table', 'chosen_name', 'study_test_table', 'study_sweep_table',
+           'figure_study_sweep', 'cob_advantage', 'study_findings', 'study_summary_markdown', 'write_run_figures']
 
 # %% ../nbs/08_figures.ipynb #121a1764
 import csv
@@ -63,8 +63,12 @@ def save_figure(fig, path_stem: Path) -> list[Path]:
     plt.close(fig)
     return paths
 
-def _note(fig, results: list[Result], store_root: str):
-    fig.text(0.01, -0.02, run_label(results, store_root), fontsize=6.5, color="0.35", ha="left", va="top")
+def _note(fig, text: str):
+    fig.text(0.01, -0.02, text, fontsize=6.5, color="0.35", ha="left", va="top")
+
+def label_citing_unpruned(results: list[Result], unpruned: list[Result], role: str, store_root: str = "results", sep: str = "; ") -> str:
+    "A run's label, and the files of the unpruned models that `role` (e.g. `the drops`) is read from."
+    return f"{run_label(results, store_root)}{sep}{role} from {cite(unpruned, store_root)}"
 
 # %% ../nbs/08_figures.ipynb #519a9fc2
 def _key(strategy: dict) -> str: return json.dumps(strategy, sort_keys=True)
@@ -109,7 +113,7 @@ def figure_fixed_ratio(fixed: list[Result], unpruned: list[Result], when: str = 
     ax.text(1.0, CHANCE_PERCENT + 0.5, "chance", fontsize=7, color="0.5", ha="right", transform=ax.get_yaxis_transform())
     ax.set(xlabel="parameters removed (%)", ylabel="test accuracy (%)", ylim=(0, 100), title=f"Fixed-ratio pruning, {when} fine-tuning")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    _note(fig, fixed, store_root)
+    _note(fig, label_citing_unpruned(fixed, unpruned, "the unpruned lines", store_root, sep="\n"))
     return fig
 
 # %% ../nbs/08_figures.ipynb #03fd5fea
@@ -146,7 +150,7 @@ def figure_importance_profiles(importance: list[Result], units=("conv1", "conv7"
               title=f"Sorted importance, subspace U (seed {importance[0].seed})")
     right.legend(fontsize=6.5, ncol=2)
     fig.tight_layout()
-    _note(fig, importance, store_root)
+    _note(fig, run_label(importance, store_root))
     return fig
 
 # %% ../nbs/08_figures.ipynb #5ce8b17a
@@ -173,7 +177,7 @@ def threshold_table(threshold: list[Result], unpruned: list[Result]) -> list[dic
 
 def threshold_label(threshold: list[Result], unpruned: list[Result], store_root: str = "results") -> str:
     "Table 3's note: its run, and the unpruned models its drops are measured from (their own files)."
-    return f"{run_label(threshold, store_root)}; the drops from {cite(unpruned, store_root)}"
+    return label_citing_unpruned(threshold, unpruned, "the drops", store_root)
 
 def unpruned_table(unpruned: list[Result]) -> list[dict]:
     "Table 5: the two unpruned models (mean ± std over seeds)."
@@ -229,7 +233,7 @@ def figure_beyond(beyond: list[Result], x: str = "macs", store_root: str = "resu
     axes[0].set(ylabel="test accuracy (%, mean over seeds)", ylim=(0, 100))
     axes[1].legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
-    _note(fig, beyond, store_root)
+    _note(fig, run_label(beyond, store_root))
     return fig
 
 def beyond_table(beyond: list[Result]) -> list[dict]:
@@ -332,7 +336,7 @@ def figure_study_sweep(fixed: list[Result], selected: list[Result], store_root: 
     axes[0].set(ylabel="test accuracy (%)", ylim=(0, 100))
     axes[1].legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
-    _note(fig, selected, store_root)
+    _note(fig, run_label(selected, store_root))
     return fig
 
 # %% ../nbs/08_figures.ipynb #4bba6192
