@@ -305,4 +305,4 @@ def beyond_summary_markdown(run: dict, targets=(0.7, 0.9), store_root: str = "re
         speeds = [s["throughput_speedup"] for res in beyond for r, s in timed_rows(res) if r.arm == arm and r.strategy.get("t") == targets[-1]]
         cells.append(Spread.of(speeds).format() if speeds else "")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\nFrom `{cite(beyond, store_root)}` ({devices_of(beyond)}; mean ± std over {len(beyond)} seed(s)).\n"
+    return "\n".join(lines) + f"\n\nFrom `{cite(beyond, store_root)}` ({devices_of(beyond)}; mean ± std over {seeds_in_words(len(beyond))}).\n"

@@ -6,7 +6,7 @@
 __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES', 'PAPER_RATIOS', 'PAPER_THRESHOLDS',
            'TOOLKIT_IMPORTANCES', 'TOOLKIT_BATCHES', 'ARMS', 'BEYOND_ARMS', 'FULL_EPOCHS', 'FULL_FINETUNE_EPOCHS',
            'SEEDS_RUN_EPOCHS', 'SEEDS_RUN_FINETUNE_EPOCHS', 'TSRA_STUDY_VARIANTS', 'TSRA_STUDY_CONTROLS',
-           'STUDY_EPOCHS', 'PRESETS', 'MODELS', 'RUNNERS', 'RunSettings', 'ReproductionConfig', 'sweep',
+           'STUDY_EPOCHS', 'PRESETS', 'MODELS', 'GRID_FIELD', 'RUNNERS', 'RunSettings', 'ReproductionConfig', 'sweep',
            'paper_experiments', 'Arm', 'beyond_experiment', 'tsra_grid', 'grid_entries', 'selected_sweep',
            'default_device', 'default_preset', 'paper_config', 'full_config', 'full_seeds_config', 'quick_config',
            'laptop_config', 'smoke_config', 'tsra_study_experiments', 'tsra_study_config', 'tsra_study_laptop_config',
@@ -405,6 +405,8 @@ def run_unpruned(run: SeedRun, spec: dict) -> tuple[dict, dict]:
     return numbers, timing
 
 # %% ../nbs/07_experiments.ipynb #24f562eb
+GRID_FIELD = {model: field for field, model in GRID_MODELS.items()}     # where a grid result holds each model's entries
+
 def variant_key(name: str, overrides: dict, model: str = "tsra") -> str:
     "The model folder name of a grid's variant (`model` tsra) or control (relu) `name`: model, name and the hash of its overrides."
     return f"{model}-{name}-{hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]}"
@@ -412,7 +414,6 @@ def variant_key(name: str, overrides: dict, model: str = "tsra") -> str:
 def run_grid(run: SeedRun, spec: dict) -> tuple[dict, dict]:
     "Train (or load) each variant and control; numbers: held-out accuracy and parameters of each, and of the two unpruned models."
     numbers, timing = {field: {} for field in GRID_MODELS}, {"train_wall_time_s": {}, "images_per_s": {}}
-    field_of = {model: field for field, model in GRID_MODELS.items()}
     for model_name, name, overrides in grid_entries(spec):
         key = variant_key(name, overrides, model_name)
         if (run.model_dir(key) / "config.json").exists(): model = run.model(key)
@@ -421,7 +422,7 @@ def run_grid(run: SeedRun, spec: dict) -> tuple[dict, dict]:
             model, history = _trained(run, model_name, recipe, run.model_dir(key), overrides)
             timing["train_wall_time_s"][name] = history.wall_time_s
             timing["images_per_s"][name] = [r["images_per_s"] for r in history.records]
-        numbers[field_of[model_name]][name] = {"overrides": overrides, "holdout_accuracy": evaluate(model, *run.holdout),
+        numbers[GRID_FIELD[model_name]][name] = {"overrides": overrides, "holdout_accuracy": evaluate(model, *run.holdout),
                                                "parameters": count_parameters(model)}
     reference = {name: evaluate(run.model(name), *run.holdout) for name in MODELS}
     return {"holdout_images": len(run.holdout[1]), **numbers, "reference_holdout_accuracy": reference}, timing
@@ -528,7 +529,7 @@ def chosen_variant(workspace: Workspace, config: ReproductionConfig, spec: dict,
     if missing:
         raise FileNotFoundError(f"choosing needs the {grid_name!r} results of seeds {missing}, which are not in {store.root}; make them "
                                 f"with {reproduce_command(config, missing, ['unpruned', grid_name], workspace)}.")
-    field = next(f for f, m in GRID_MODELS.items() if m == model)
+    field = GRID_FIELD[model]
     scores = {"paper": [r.numbers["reference_holdout_accuracy"][model] for r in found.values()]}
     for r in found.values():
         for name, v in r.numbers.get(field, {}).items(): scores.setdefault(name, []).append(v["holdout_accuracy"])
