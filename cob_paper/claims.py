@@ -11,10 +11,11 @@ __all__ = ['PAPER', 'TOLERANCE', 'GAP_TOLERANCE', 'SPREAD_WIDTH', 'QUANTITY_WORD
 from dataclasses import dataclass
 from typing import Callable
 
+from .models import CHANCE_PERCENT
 from .results import Spread, cite, data_description, devices_of, gap_in_words, seeds_in_words, model_description, paper_scale, recipe_length, sweep_rows, timed_rows, trained_models
 
 # %% ../nbs/08a_claims.ipynb #97566e99
-PAPER = {"unpruned_gap": 4.52, "chance": 10.0, "cob_70": 85.0, "cob_80": 72.5, "largest_gain": 75.1, "cob_95_after": 64.55,
+PAPER = {"unpruned_gap": 4.52, "chance": CHANCE_PERCENT, "cob_70": 85.0, "cob_80": 72.5, "largest_gain": 75.1, "cob_95_after": 64.55,
          "gain_95_after": 14.15, "threshold_removed": 90.0, "threshold_removed_high": 96.0, "threshold_drop": 6.0,
          "threshold_drop_low": 1.0, "pmax_removed": 96.52, "pmax_drop": 3.18}
 TOLERANCE, GAP_TOLERANCE = 3.0, 1.0

@@ -63,6 +63,12 @@ def test_timings_at_another_batch_than_the_run_trains_are_refused():
     assert why.startswith(f"the probe timed batches of 64, but the run trains batches of {run_batch}") and "--batch-size" in why
     why = gpu_reproduce.timed_at_another_batch(probe, {"config": {"batch_size": 128}}, full_config())
     assert why.startswith("the ladder timed batches of 128")
+    # the estimate takes one batch size for every recipe: a run whose recipes differ is refused, whatever was timed
+    import dataclasses
+    uneven = full_config()
+    uneven = dataclasses.replace(uneven, relu_train=dataclasses.replace(uneven.relu_train, batch_size=run_batch // 2))
+    why = gpu_reproduce.timed_at_another_batch(probe, ladder, uneven)
+    assert why.startswith(f"the run's recipes train batches of different sizes (tsra_train {run_batch}, relu_train {run_batch // 2}")
 
 
 def test_unpack_writes_a_cache_that_load_cifar10_reads(tmp_path):

@@ -93,7 +93,7 @@ def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, engine: dict |
     or, given `fixed` (epochs, fine-tuning epochs), the estimate of that schedule."""
     engine = engine or probe_engines(probe)[0]
     template = full_config()
-    per_epoch = steps_per_epoch(template.training_images, template.tsra_train.batch_size)
+    per_epoch = steps_per_epoch(template.training_images, template.tsra_train.batch_size)   # every recipe's (timed_at_another_batch)
     rows = sweep_row_count(template)
     finetune_step, row_fixed = row_costs(probe, engine["fused_tsra"])
     train_epoch = per_epoch * sum(engine["step_s"].values())
@@ -119,9 +119,18 @@ def read_ladder(path: str | None) -> dict | None:
     return json.loads(Path(path).read_text()) if path and Path(path).exists() else None
 
 
+RECIPES = ("tsra_train", "relu_train", "finetune")    # what a run trains; the estimates time one batch size for all three
+
+
 def timed_at_another_batch(probe: dict, ladder: dict | None, template) -> str | None:
-    "Why the probe's or the ladder's seconds per step are not the run's (they timed other batches than `template` trains), or None."
-    batch = template.tsra_train.batch_size
+    """Why the probe's or the ladder's seconds per step are not the run's, or None: they timed other batches than
+    `template` trains, or its recipes train batches of different sizes (the estimates take one size for all of them)."""
+    trained = {recipe: getattr(template, recipe).batch_size for recipe in RECIPES}
+    if len(set(trained.values())) > 1:
+        sizes = ", ".join(f"{recipe} {size}" for recipe, size in trained.items())
+        return (f"the run's recipes train batches of different sizes ({sizes}), but the estimate times one size for all; "
+                f"give them one batch size, or time each size.")
+    batch = trained["tsra_train"]
     timed = {"the probe": probe["config"]["batch_size"], **({"the ladder": ladder["config"]["batch_size"]} if ladder else {})}
     wrong = [f"{name} timed batches of {size}" for name, size in timed.items() if size != batch]
     return (f"{' and '.join(wrong)}, but the run trains batches of {batch}, so the estimate would not be the run's; time them "

@@ -21,6 +21,7 @@ import torch
 from cob_paper.experiments import (ReproductionConfig, TSRA_STUDY_VARIANTS, Workspace, fusable, reproduce, smoke_config,
                                    tsra_study_config, tsra_study_experiments)
 from cob_paper.files import provenance, write_json
+from cob_paper.results import seeds_in_words
 from cob_paper.train import steps_per_epoch
 from reproduce import (FIXED_OVERHEAD_S, engine_settings, export_results, gpu_run_parser, longest, probe_engines,  # tools/gpu/
                        read_ladder, row_costs, sweep_row_count, timed_at_another_batch, usable_engines)
@@ -32,7 +33,7 @@ def choose_epochs(probe: dict, budget_s: float, seeds: int = 1, template: Reprod
                   engine: dict | None = None, fixed_epochs: int | None = None) -> dict:
     "Whole epochs per model that let `seeds` seeds of the study fit `budget_s` with `engine` (at least 1), or `fixed_epochs`; the estimate."
     template, engine = template or tsra_study_config(), engine or probe_engines(probe)[0]
-    per_epoch = steps_per_epoch(template.training_images, template.tsra_train.batch_size)
+    per_epoch = steps_per_epoch(template.training_images, template.tsra_train.batch_size)   # every recipe's (timed_at_another_batch)
     grid = template.experiments["grid"]
     variants = [{}] + list(grid["variants"].values())        # the paper's TSRA and the grid's variants
     fused = sum(fusable("tsra", v) for v in variants) if engine["fused_tsra"] else 0
@@ -77,7 +78,7 @@ def main():
     out = Path(args.out)
     schedule.update({"digests": {n: config.digest(n) for n in config.experiments}, "probe": probe, **provenance(device)})
     write_json(out / "study_schedule.json", schedule)
-    print(f"study: {schedule['epochs']} epochs per model, {args.seeds} seed(s), engine {schedule['engine']['rung']}, estimated {schedule['estimated_s']:.0f} s "
+    print(f"study: {schedule['epochs']} epochs per model, {seeds_in_words(args.seeds)}, engine {schedule['engine']['rung']}, estimated {schedule['estimated_s']:.0f} s "
           f"of a {args.budget:.0f} s budget", flush=True)
     if args.dry_run: return
     workspace = Workspace(Path(args.runs), args.data, device)
