@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import peak_bytes, reset_peak, run_child, synchronize, write_bench
 
-from cob_paper.data import batches, calibration_indices, find_shared_cifar10, holdout_split, load_cifar10
+from cob_paper.data import batches, calibration_indices, find_cifar10, holdout_split, load_cifar10
 from cob_paper.models import VGG, tsra_vgg_config
 from cob_paper.stats import collect_statistics, collect_statistics_by_capture
 
@@ -26,7 +26,7 @@ from cob_paper.stats import collect_statistics, collect_statistics_by_capture
 def child(args):
     device = torch.device(args.device)
     torch.manual_seed(0)
-    data = load_cifar10(find_shared_cifar10(), download=False)
+    data = load_cifar10(find_cifar10(), download=False)
     train_idx, _ = holdout_split(len(data.train_labels), 0)
     index = calibration_indices(train_idx, args.images)
     images = data.train_images[index].to(device)

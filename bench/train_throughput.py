@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import peak_bytes, reset_peak, synchronize, timed, write_bench
-from cob_paper.data import CIFAR10, CIFAR10_MEAN, CIFAR10_STD, batches, find_shared_cifar10, load_cifar10
+from cob_paper.data import CIFAR10, CIFAR10_MEAN, CIFAR10_STD, batches, find_cifar10, load_cifar10
 from cob_paper.models import VGG, relu_vgg_config, tsra_vgg_config
 from cob_paper.stats import collect_statistics
 from cob_paper.train import Execution, evaluate, relu_recipe, train, tsra_recipe
@@ -172,7 +172,7 @@ def main():
         n = args.batch_size * (args.steps + args.warmup + 1)
         cifar = CIFAR10(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.randint(0, 10, (n,), generator=g),
                         torch.randint(0, 256, (2000, 3, 32, 32), dtype=torch.uint8, generator=g), torch.randint(0, 10, (2000,), generator=g))
-    else: cifar = load_cifar10(find_shared_cifar10(), download=False)
+    else: cifar = load_cifar10(find_cifar10(), download=False)
     data = cifar.subset(train_size=args.batch_size * (args.steps + args.warmup + 1)).to(device)
     test = (cifar.test_images[:2000].to(device), cifar.test_labels[:2000].to(device))
     config = {"width_multiplier": args.width, "batch_size": args.batch_size, "timed_steps": args.steps, "warmup_steps": args.warmup,

@@ -5,14 +5,17 @@
 # %% auto #0
 __all__ = ['PAPER', 'TOLERANCE', 'GAP_TOLERANCE', 'SPREAD_WIDTH', 'QUANTITY_WORDS', 'CLAIMS', 'RUN_COLUMNS', 'Check',
            'allowance_words', 'Claim', 'Verdict', 'judge', 'column_name', 'claims_markdown', 'claims_list_markdown',
-           'Agreement', 'agreement_with_record', 'beyond_summary_markdown']
+           'Agreement', 'agreement_with_record', 'arm_accuracy', 'unpruned_accuracy', 'beyond_targets',
+           'beyond_standing', 'beyond_summary_markdown']
 
 # %% ../nbs/08a_claims.ipynb #dc959d5a
 from dataclasses import dataclass
 from typing import Callable
 
+from .experiments import ARMS
+from .figures import authors_schedule, run_kind, run_label
 from .models import CHANCE_PERCENT
-from .results import Spread, cite, data_description, devices_of, gap_in_words, seeds_in_words, model_description, paper_scale, recipe_length, sweep_rows, timed_rows, trained_models
+from .results import Result, Spread, cite, data_description, devices_of, gap_in_words, seeds_in_words, model_description, paper_scale, recipe_length, sweep_rows, timed_rows, trained_models
 
 # %% ../nbs/08a_claims.ipynb #97566e99
 PAPER = {"unpruned_gap": 4.52, "chance": CHANCE_PERCENT, "cob_70": 85.0, "cob_80": 72.5, "largest_gain": 75.1, "cob_95_after": 64.55,
@@ -112,7 +115,7 @@ def _pct(s: Spread) -> str: return s.format(unit="%")
 def _pts(s: Spread) -> str: return s.format(unit=" points")
 def _schedule(s) -> str:
     config = next(iter(s.values())).config
-    return f"{recipe_length(config['tsra_train'])} per model (the authors: about 2,450 epochs)"
+    return f"{recipe_length(config['tsra_train'])} per model ({authors_schedule()})"
 def _finetuning(s) -> str:
     t = next(iter(s.values())).config["finetune"]
     return f"{recipe_length(t)} of fine-tuning (AdamW, lr {t['lr']:g}, cosine)"
@@ -289,21 +292,59 @@ def agreement_with_record(run: dict, record_run: dict, experiments=None) -> list
             for check in claim.checks if check.relation != "every_seed"]
 
 # %% ../nbs/08a_claims.ipynb #b1a58736
-def beyond_summary_markdown(run: dict, targets=(0.7, 0.9), store_root: str = "results") -> str:
-    "Per arm: accuracy before -> after fine-tuning at `targets`, and the measured speed-up at the last target."
-    beyond = run["beyond"]
-    header = ["arm"] + [f"t = {t}: accuracy before → after FT (%)" for t in targets] + [f"throughput speed-up at t = {targets[-1]} (x)"]
+def arm_accuracy(beyond: list[Result], arm: str, t: float, when: str) -> Spread:
+    "The accuracy (%) of `arm` at parameter target `t`, `before` or `after` fine-tuning, over the seeds (rows that were refused left out)."
+    return Spread.of([100 * getattr(r, f"accuracy_{when}_finetune") for res in beyond for r in sweep_rows(res)
+                      if r.arm == arm and r.strategy.get("t") == t and r.ok])
+
+def unpruned_accuracy(run: dict) -> dict[str, Spread]:
+    "Each model's unpruned test accuracy (%) over the seeds of the run's `beyond` experiment: where the arms that prune it start."
+    pruned = {result.seed for result in run["beyond"]}
+    seeds = [trained_models(result) for result in run["unpruned"] if result.seed in pruned]
+    return {model: Spread.of([100 * models[model].test_accuracy for models in seeds]) for model in seeds[0]}
+
+def beyond_targets(beyond: list[Result]) -> list[float]: return sorted({r.strategy["t"] for res in beyond for r in sweep_rows(res)})
+
+def beyond_standing(run: dict, figures_folder: str) -> str:
+    "Where CoB stands after fine-tuning at the run's largest target against the strongest Torch-Pruning importance, from where each started."
+    beyond, start = run["beyond"], unpruned_accuracy(run)
+    t, arms = beyond_targets(beyond)[-1], dict.fromkeys(r.arm for r in sweep_rows(beyond[0]))
+    after = {arm: arm_accuracy(beyond, arm, t, "after") for arm in arms}
+    strongest = max((a for a in arms if ARMS[a].toolkit and after[a].n), key=lambda a: after[a].mean)
+    cob, toolkit = after["cob"], after[strongest]
+    return (f"{run_kind(beyond)}, {seeds_in_words(len(beyond))}: at t = {t} after fine-tuning, CoB {cob.format(unit='%')} "
+            f"(from the unpruned TSRA's {start[ARMS['cob'].model].format(unit='%')}) is {abs(cob.mean - toolkit.mean):.2f} points "
+            f"{'above' if cob.mean > toolkit.mean else 'below'} the strongest Torch-Pruning importance, {ARMS[strongest].toolkit}, "
+            f"{toolkit.format(unit='%')} (from the unpruned ReLU control's {start[ARMS[strongest].model].format(unit='%')}). "
+            f"Every arm and target: `{figures_folder}/beyond_table.md`.")
+
+def beyond_summary_markdown(runs: dict[str, dict], store_root: str = "results", figures_root: str = "figures") -> str:
+    """Every beyond arm on the run with the most seeds of them: its unpruned model, accuracy before -> after fine-tuning at
+    every target, and at the largest its MACs, images/s and speed-up; then `beyond_standing` for every run with the arms."""
+    with_arms = {preset: run for preset, run in runs.items() if "beyond" in run}
+    if not with_arms: return "Not run yet.\n"
+    run = max(with_arms.values(), key=lambda run: len(run["beyond"]))
+    beyond, start = run["beyond"], unpruned_accuracy(run)
+    targets = beyond_targets(beyond)
+    last = targets[-1]
+    header = (["arm", "unpruned (%)"] + [f"t = {t}: before → after FT (%)" for t in targets] +
+              [f"MACs left at t = {last} (M)", f"images/s at t = {last}", f"speed-up at t = {last} over its unpruned model (x)"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    arms = list(dict.fromkeys(r.arm for r in sweep_rows(beyond[0])))
-    for arm in arms:
-        cells = [arm]
+    for arm in dict.fromkeys(r.arm for r in sweep_rows(beyond[0])):
+        cells = [arm, start[ARMS[arm].model].format()]
         for t in targets:
             tried = [r for res in beyond for r in sweep_rows(res) if r.arm == arm and r.strategy.get("t") == t]
-            rows = [r for r in tried if r.ok]
-            cells.append(f"{Spread.of([100 * r.accuracy_before_finetune for r in rows]).format()} → "
-                         f"{Spread.of([100 * r.accuracy_after_finetune for r in rows]).format()}" if rows else
-                         "refused" if tried else "not run")
-        speeds = [s["throughput_speedup"] for res in beyond for r, s in timed_rows(res) if r.arm == arm and r.strategy.get("t") == targets[-1]]
-        cells.append(Spread.of(speeds).format() if speeds else "")
+            cells.append(f"{arm_accuracy(beyond, arm, t, 'before').format()} → {arm_accuracy(beyond, arm, t, 'after').format()}"
+                         if any(r.ok for r in tried) else "refused")
+        at_last = [(r, s) for res in beyond for r, s in timed_rows(res) if r.arm == arm and r.strategy.get("t") == last]
+        cells += [Spread.of([r.macs_left / 1e6 for r, _ in at_last]).format(),
+                  Spread.of([s["throughput_images_per_s"] for _, s in at_last]).format(digits=0),
+                  Spread.of([s["throughput_speedup"] for _, s in at_last]).format()] if at_last else ["", "", ""]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\nFrom `{cite(beyond, store_root)}` ({devices_of(beyond)}; mean ± std over {seeds_in_words(len(beyond))}).\n"
+    unpruned_speed = {m: Spread.of([res.timing["unpruned_speed"][m]["throughput_images_per_s"] for res in beyond]).format(digits=0)
+                      for m in start}
+    batch = beyond[0].timing["unpruned_speed"][ARMS["cob"].model]["throughput_batch"]
+    standings = [f"* {beyond_standing(other, f'{figures_root}/{preset}')}" for preset, other in with_arms.items()]
+    return ("\n".join(lines) + f"\n\n{run_label(beyond, store_root)}. Images per second at batch {batch} on that machine; unpruned: "
+            + ", ".join(f"{m} {s}" for m, s in unpruned_speed.items()) + ".\n\nWhere CoB stands, on every run of the record with these arms:\n\n"
+            + "\n".join(standings) + "\n")

@@ -58,11 +58,10 @@ def redraw_record(root: Path, notebooks: bool = True) -> list[Path]:
         if folder.name not in shown: shutil.rmtree(folder)             # a preset no longer in the record
         else:
             for stale in set(folder.iterdir()) - set(written): stale.unlink()
-    beyond = max((run for run in runs.values() if "beyond" in run), key=lambda run: len(run["beyond"]), default=None)  # most seeds
     studies = sorted((p for p, run in shown.items() if {"grid", "selected"} <= set(run)), key=lambda p: not PRESETS[p]().paper_scale)
     paper = PRESETS["paper"]().tsra_train
     tables = {"claims": claims_markdown(runs), "performance": performance_markdown(record_dir, runs),
-              "beyond": beyond_summary_markdown(beyond) if beyond else "Not run yet.\n",
+              "beyond": beyond_summary_markdown(runs),
               "study": study_summary_markdown(shown[studies[0]]) if studies else "Not run yet.\n",
               "scaling": scaling_markdown(record_dir, paper.steps, paper.batch_size),
               "presets": markdown_table([describe(make(), name) for name, make in PRESETS.items() if name != "smoke"])}

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'TRAIN_FILES', 'CACHE_FILES', 'CIFAR10_TRAIN_IMAGES', 'DEFAULT_ROOT', 'data_root',
            'CIFAR10', 'verify_checksums', 'write_cache_file', 'write_cache', 'write_checksums', 'load_cifar10',
-           'find_shared_cifar10', 'random_crop_flip', 'normalize', 'augment', 'holdout_split', 'calibration_indices',
+           'find_cifar10', 'random_crop_flip', 'normalize', 'augment', 'holdout_split', 'calibration_indices',
            'batches']
 
 # %% ../nbs/05_data.ipynb #f57d8035
@@ -121,10 +121,13 @@ def _download_with_torchvision(root: Path):
 
 _loaded: dict = {}
 
+def _missing_files(root: Path) -> list[str]:
+    return [str(root / f) for f in CACHE_FILES if not (root / f).exists()]
+
 def load_cifar10(root=None, download: bool = True, verify: bool = True) -> CIFAR10:
     "CIFAR-10 from the cache in `data_root(root)`; downloads through torchvision (and writes the cache) if missing."
     root = data_root(root).resolve()
-    missing = [str(root / f) for f in CACHE_FILES if not (root / f).exists()]
+    missing = _missing_files(root)
     if missing and download:
         try: _download_with_torchvision(root)
         except Exception as e:
@@ -144,18 +147,38 @@ def load_cifar10(root=None, download: bool = True, verify: bool = True) -> CIFAR
     return _loaded[key]
 
 # %% ../nbs/05_data.ipynb #21f4073e
-def find_shared_cifar10(start: Path | None = None) -> Path | None:
-    "`$COB_PAPER_DATA` if set, else the nearest `shared/data/cifar10` beside a parent folder (the project's copy)."
+def find_cifar10(start: Path | None = None, cache: str | os.PathLike = DEFAULT_ROOT) -> Path | None:
+    """A CIFAR-10 copy already on this machine, or `None` (never downloads): `$COB_PAPER_DATA` if set, else the nearest
+    `shared/data/cifar10` beside a parent folder of `start` (the project's copy), else the local `cache` if it is complete."""
     if os.environ.get("COB_PAPER_DATA"): return Path(os.environ["COB_PAPER_DATA"])
-    for folder in [Path(start or Path.cwd()).resolve(), *Path(start or Path.cwd()).resolve().parents]:
+    here = Path(start or Path.cwd()).resolve()
+    for folder in [here, *here.parents]:
         candidate = folder / "shared" / "data" / "cifar10"
         if (candidate / "SHA256SUMS").exists(): return candidate
-    return None
+    cache = data_root(cache)
+    if _missing_files(cache): return None      # not downloaded yet, or the download was cut short
+    verify_checksums(cache)                     # a corrupted cache raises with the fix rather than being skipped
+    return cache
 
 # %% ../nbs/05_data.ipynb #3ba81516
+def _check_raw_images(images: torch.Tensor, who: str):
+    "Refuse anything but raw CIFAR-10-like images: uint8 `(N, 3, H, W)`."
+    # dtype and shape only: this runs on every training batch, so it neither reads the pixels nor waits for the device
+    if images.dtype != torch.uint8:
+        raise TypeError(f"{who} takes the raw uint8 images (0 to 255) and scales them itself, got dtype {images.dtype}; pass "
+                        f"the uint8 images as load_cifar10 gives them, not ones already divided by 255 or normalised "
+                        f"(images in [0, 1]: (images * 255).round().to(torch.uint8)).")
+    shape = tuple(images.shape)
+    if len(shape) != 4 or shape[1] != len(CIFAR10_MEAN):
+        hint = ("they are channels-last (N, H, W, 3): use images.permute(0, 3, 1, 2)" if len(shape) == 4 and shape[-1] == 3 else
+                "it is one image without the batch axis: add one with images.unsqueeze(0)" if len(shape) == 3 and shape[0] == 3 else
+                "reshape them to (N, 3, H, W)")
+        raise ValueError(f"{who} takes images of shape (N, 3, H, W), got {shape}; {hint}.")
+
 def random_crop_flip(images: torch.Tensor, generator: torch.Generator | None = None, padding: int = 4,
                      share: slice = slice(None)) -> torch.Tensor:
     "Per image: a random `H x W` crop of the zero-padded image and a horizontal flip with probability 1/2 (uint8 in, uint8 out)."
+    _check_raw_images(images, "random_crop_flip")
     n, _, h, w = images.shape
     device = images.device
     # the random choices are drawn for the whole batch, then only `images[share]` is cropped: a process that holds one share
@@ -170,7 +193,8 @@ def random_crop_flip(images: torch.Tensor, generator: torch.Generator | None = N
     return crops.permute(0, 3, 1, 2)
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    "uint8 images to float32 normalised with the CIFAR-10 mean and std of SPEC §3."
+    "uint8 images `(N, 3, H, W)` to float32 normalised with the CIFAR-10 mean and std of SPEC §3."
+    _check_raw_images(images, "normalize")
     mean = torch.tensor(CIFAR10_MEAN, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(CIFAR10_STD, device=images.device).view(1, 3, 1, 1)
     return (images.float() / 255 - mean) / std

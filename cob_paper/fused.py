@@ -17,7 +17,7 @@ import torch.nn as nn
 from torch.autograd.function import once_differentiable
 
 from .cob import ChannelRMSNorm
-from .tsra import PAPER_GAINS, TSRA, logistic_gains, _as_floating, _channel_shape, _check_channels
+from .tsra import PAPER_GAINS, PAPER_RATIO_EPS, TSRA, logistic_gains, _as_floating, _channel_shape, _check_channels
 
 try:
     import triton
@@ -261,7 +261,7 @@ def _function_for(x: torch.Tensor, dim: int, backend: str):
 class FusedRMSNormTSRA(TSRA):
     "`TSRA(ChannelRMSNorm(x))` in one pass per position; same split, gains and extra state as `TSRA`."
     def __init__(self, subspace_sizes: tuple[int, int], channel_dim: int = 1,
-                 a_U=PAPER_GAINS["a_U"], a_V=PAPER_GAINS["a_V"], b_U=PAPER_GAINS["b_U"], b_V=PAPER_GAINS["b_V"], eps=1e-12,
+                 a_U=PAPER_GAINS["a_U"], a_V=PAPER_GAINS["a_V"], b_U=PAPER_GAINS["b_U"], b_V=PAPER_GAINS["b_V"], eps=PAPER_RATIO_EPS,
                  norm_eps: float | None = None, divisor_width: int | None = None, backend: str = "auto"):
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r} is not one of {BACKENDS}; 'auto' picks the Triton kernel on CUDA "

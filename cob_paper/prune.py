@@ -12,6 +12,7 @@ __all__ = ['STRATEGIES', 'prune_ratio_for_params', 'fraction_count', 'ChannelFra
 import dataclasses
 import math
 import numbers
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -25,7 +26,7 @@ from .stats import (check_rotatable, collect_statistics, native_importance, rota
 
 # %% ../nbs/04_prune.ipynb #21f505ce
 def prune_ratio_for_params(t: float) -> float:
-    "Per-layer channel fraction that removes about a fraction `t` of a network's parameters: `1 - sqrt(1 - t)`."
+    "Per-layer channel fraction `p = 1 - sqrt(1 - t)`: a weight between two layers pruned by `p` keeps `(1 - p)**2 = 1 - t` of it."
     if not 0 <= t < 1: raise ValueError(f"parameter target t = {t} must be in [0, 1).")
     return 1 - math.sqrt(1 - t)
 
@@ -36,13 +37,17 @@ def fraction_count(fraction: float, size: int) -> int:
 def _require(ok: bool, message: str):
     if not ok: raise ValueError(message)
 
+def _check_flags(where: str, **flags):
+    "Each flag must be True or False: a string such as 'no' is truthy, and would silently mean True."
+    for flag, value in flags.items():
+        if not isinstance(value, bool): raise TypeError(f"{where}: {flag}={value!r} must be True or False.")
+
 def _require_types(strategy, field: str):
     "A strategy's threshold must be a real number and its per_subspace a bool (a string such as '0.5' or 'no' would pass silently)."
     value, name = getattr(strategy, field), type(strategy).__name__
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}({field}={value!r}): {field} must be a number, e.g. {name}({0 if field == 'n' else 0.5}).")
-    if not isinstance(strategy.per_subspace, bool):
-        raise TypeError(f"{name}(per_subspace={strategy.per_subspace!r}): per_subspace must be True or False.")
+    _check_flags(name, per_subspace=strategy.per_subspace)
 
 @dataclass(frozen=True)
 class ChannelFraction:
@@ -54,7 +59,8 @@ class ChannelFraction:
 
 @dataclass(frozen=True)
 class ParameterTarget:
-    "Remove about a fraction `t` of the parameters: channel fraction `1 - sqrt(1 - t)` per group."
+    """Channel fraction `1 - sqrt(1 - t)` of each group. It removes about a fraction `t` of the parameters only when almost
+    every weight sits between two pruned layers (VGG-16); `report.fraction_parameters_removed` is the fraction removed."""
     t: float
     per_subspace: bool = True
     def __post_init__(self): _require_types(self, "t"); prune_ratio_for_params(self.t)
@@ -116,6 +122,8 @@ def strategy_from_dict(d: dict):
     return STRATEGIES[name](**d)
 
 def _check_strategy(strategy):
+    if isinstance(strategy, type):      # a strategy class has every attribute an instance has, and fails only at count()
+        raise TypeError(f"{strategy.__name__} is a class, not a pruning strategy: pass an instance, e.g. ParameterTarget(0.5).")
     if not (dataclasses.is_dataclass(strategy) and callable(getattr(strategy, "count", None)) and hasattr(strategy, "per_subspace")):
         raise TypeError(f"{strategy!r} is not a pruning strategy; pass one of {sorted(STRATEGIES)}, e.g. ParameterTarget(0.5) "
                         f"(or a dataclass of your own with per_subspace and count(importance)).")
@@ -142,6 +150,17 @@ def _ignored_names(ignored: Iterable[str], units: list[PrunableUnit]) -> set[str
         raise ValueError(f"ignored units {sorted(unknown, key=str)} are not prunable units of this model; choose from {names}.")
     return ignored
 
+def _importance_tensor(unit: PrunableUnit, importance) -> torch.Tensor:
+    "`importance` of `unit` as a tensor of one number per channel (a list or an array is converted)."
+    try: tensor = torch.as_tensor(importance).detach().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"the importance of unit {unit.name} is a {type(importance).__name__} that is not numbers; pass one "
+                        f"number per channel ({unit.width}), as a tensor or a list of floats.") from None
+    if tuple(tensor.shape) != (unit.width,):
+        raise ValueError(f"unit {unit.name} has {unit.width} channels but its importance has shape {tuple(tensor.shape)}; "
+                         f"pass one number per channel.")
+    return tensor
+
 def plan_pruning(units: list[PrunableUnit], importances: dict[str, torch.Tensor], strategy,
                  ignored: Iterable[str] = ()) -> list[UnitPlan]:
     "Per unit, the channels to keep under `strategy`; raises before anything changes if a group would be emptied."
@@ -156,9 +175,7 @@ def plan_pruning(units: list[PrunableUnit], importances: dict[str, torch.Tensor]
         if unit.name not in importances:
             raise ValueError(f"no importance given for unit {unit.name}; pass one tensor per prunable unit (keys "
                              f"{[u.name for u in units]}), e.g. from importance_after_rotation, or add it to ignored.")
-        importance = importances[unit.name].detach().cpu()
-        if len(importance) != unit.width:
-            raise ValueError(f"unit {unit.name} has {unit.width} channels but its importance has {len(importance)}.")
+        importance = _importance_tensor(unit, importances[unit.name])
         if not torch.isfinite(importance).all():
             raise ValueError(f"the importance of unit {unit.name} has NaN or infinite values; compute it from finite "
                              f"statistics (check the calibration batches).")
@@ -179,13 +196,26 @@ def _select(param: nn.Parameter | torch.Tensor, index: torch.Tensor, dim: int):
     kept = param.detach().index_select(dim, index.to(param.device)).clone()
     return nn.Parameter(kept, requires_grad=param.requires_grad) if isinstance(param, nn.Parameter) else kept
 
+# modules built for one width that hold no per-channel tensor to cut (so the shape rule cannot see them), with the settings
+_SIZED_BY_WIDTH = {nn.LayerNorm: ("normalized_shape",), nn.GroupNorm: ("num_groups", "num_channels")}
+
+def _cut_refusals(module: nn.Module, unit: PrunableUnit) -> list[str]:
+    "Why removing channels of `unit` cannot cut `module`, one of its modules between producer and consumer."
+    if isinstance(module, nn.modules.batchnorm._BatchNorm): return []       # remove_channels cuts its channels
+    per_channel = {unit.width, unit.width * unit.positions_per_channel}     # an axis of channels, or of flattened features
+    state = [name for name, t in [*module.named_parameters(), *module.named_buffers()] if per_channel & set(t.shape)]
+    refusals = [f"{type(module).__name__} has per-channel state {state} that pruning cannot cut"] if state else []
+    for m in module.modules():
+        if settings := next((names for kind, names in _SIZED_BY_WIDTH.items() if isinstance(m, kind)), ()):
+            values = ", ".join(f"{name}={getattr(m, name)!r}" for name in settings)
+            refusals.append(f"{type(m).__name__} is built for the unit's width ({values}), which pruning cannot resize")
+    return refusals
+
 def check_removable(unit: PrunableUnit):
     "Raise unless `remove_channels` can cut every module between `unit`'s producer and consumer."
-    for m in unit.components:
-        if isinstance(m, nn.modules.batchnorm._BatchNorm): continue
-        if state := [name for name, _ in [*m.named_parameters(), *m.named_buffers()]]:
-            raise ValueError(f"unit {unit.name}: its {type(m).__name__} has per-channel state {state} that pruning cannot "
-                             f"cut; use BatchNorm or ChannelRMSNorm there, or add {unit.name!r} to the ignored units.")
+    if refusals := [reason for m in unit.components for reason in _cut_refusals(m, unit)]:
+        raise ValueError(f"unit {unit.name}: its {'; its '.join(refusals)}. Use BatchNorm or ChannelRMSNorm there, or add "
+                         f"{unit.name!r} to the ignored units.")
 
 @torch.no_grad()
 def remove_channels(unit: PrunableUnit, keep: list[torch.Tensor]):
@@ -250,23 +280,47 @@ def _removals(units: list[PrunableUnit], plans: list[UnitPlan]) -> list[tuple[Pr
     for unit, _ in changing: check_removable(unit)
     return changing
 
-def _remove_planned(model: PrunableNetwork, units: list[PrunableUnit], plans: list[UnitPlan], removals, strategy,
-                    exact_removal: bool) -> PruneReport:
+@contextmanager
+def _restored_on_failure(modules: Iterable[nn.Module]):
+    """Whatever stops the block, put each of `modules` back as it was: its attributes (widths, splits, divisors), and its
+    parameters and buffers, the very objects with their values (a merge changes them in place, a cut replaces them).
+    `rotate_model`'s put-back, widened to what a removal changes."""
+    saved = [(m, dict(vars(m)), dict(m._parameters), dict(m._buffers),
+              {name: t.detach().to("cpu", copy=True) for name, t in [*m._parameters.items(), *m._buffers.items()] if t is not None})
+             for m in {id(m): m for m in modules}.values()]
+    try: yield
+    except BaseException:
+        with torch.no_grad():
+            for m, attributes, parameters, buffers, values in saved:
+                vars(m).clear(); vars(m).update(attributes)
+                m._parameters.clear(); m._parameters.update(parameters)
+                m._buffers.clear(); m._buffers.update(buffers)
+                for name, value in values.items(): (parameters | buffers)[name].copy_(value)
+        raise
+
+def _change(model: PrunableNetwork, units: list[PrunableUnit], plans: list[UnitPlan], removals, strategy,
+            exact_removal: bool, rotations: list | None = None) -> PruneReport:
+    "Merge `rotations` (if given), then remove the planned channels: in place, and all or nothing."
     parameters_before, macs_before = count_parameters(model), count_macs(model)
     layers = [LayerReport(u.name, u.width, sum(map(len, p.keep)), list(u.subspace_sizes), [len(k) for k in p.keep])
               for u, p in zip(units, plans)]
-    for unit, plan in removals:
-        if exact_removal: _fix_norm_divisors(unit)
-        remove_channels(unit, plan.keep)
-    return PruneReport(strategy_to_dict(strategy), layers, parameters_before, count_parameters(model),
-                       macs_before, count_macs(model), exact_removal)
+    # what a merge or a cut can change: every producer, consumer and module between them (fused modules' insides too)
+    touched = [m for u in units for m in (u.producer, u.consumer, *(s for c in u.components for s in c.modules()))]
+    with _restored_on_failure(touched):
+        if rotations is not None: rotate_model(model, rotations)
+        for unit, plan in removals:
+            if exact_removal: _fix_norm_divisors(unit)
+            remove_channels(unit, plan.keep)
+        return PruneReport(strategy_to_dict(strategy), layers, parameters_before, count_parameters(model),
+                           macs_before, count_macs(model), exact_removal)
 
 def prune(model: PrunableNetwork, importances: dict[str, torch.Tensor], strategy, ignored: Iterable[str] = (),
           exact_removal: bool = False) -> PruneReport:
     "Remove the least important channels of every unit of `model` (in place) under `strategy`; every check comes first."
     units = prunable_units_of(model)
+    _check_flags("prune", exact_removal=exact_removal)
     plans = plan_pruning(units, importances, strategy, ignored)
-    return _remove_planned(model, units, plans, _removals(units, plans), strategy, exact_removal)
+    return _change(model, units, plans, _removals(units, plans), strategy, exact_removal)
 
 def _measure(model: PrunableNetwork, calibration_batches: Iterable, rotate: bool):
     "Importances from one statistics pass (after the change of basis if `rotate`) and the rotations; changes nothing."
@@ -277,6 +331,7 @@ def _measure(model: PrunableNetwork, calibration_batches: Iterable, rotate: bool
 
 def importance_after_rotation(model: PrunableNetwork, calibration_batches: Iterable, rotate: bool = True) -> dict[str, torch.Tensor]:
     "One statistics pass; with `rotate`, merge each unit's change of basis into `model` (in place) first."
+    _check_flags("importance_after_rotation", rotate=rotate)
     for unit in prunable_units_of(model) if rotate else []: check_rotatable(unit)          # before the pass
     importances, rotations = _measure(model, calibration_batches, rotate)
     if rotate: rotate_model(model, rotations)
@@ -287,8 +342,7 @@ def cob_prune(model: PrunableNetwork, calibration_batches: Iterable, strategy, r
     "Change-of-basis pruning: statistics, rotation merged into the weights (if `rotate`), then removal. In place, once all is checked."
     units = prunable_units_of(model)
     _check_strategy(strategy)
-    for flag, value in (("rotate", rotate), ("exact_removal", exact_removal)):
-        if not isinstance(value, bool): raise TypeError(f"{flag}={value!r} must be True or False.")
+    _check_flags("cob_prune", rotate=rotate, exact_removal=exact_removal)
     skipped = _ignored_names(ignored, units)
     for unit in (u for u in units if u.name not in skipped):                     # what needs no data: before the pass
         if rotate: check_rotatable(unit)
@@ -297,5 +351,5 @@ def cob_prune(model: PrunableNetwork, calibration_batches: Iterable, strategy, r
     plans = plan_pruning(units, importances, strategy, skipped)                  # before any weight changes
     removals = _removals(units, plans)
     # an ignored unit is never touched: not cut, and not rotated either (it need not be rotatable)
-    if rotate: rotate_model(model, [None if u.name in skipped else R for u, R in zip(units, rotations)])
-    return model, _remove_planned(model, units, plans, removals, strategy, exact_removal)
+    if rotate: rotations = [None if u.name in skipped else R for u, R in zip(units, rotations)]
+    return model, _change(model, units, plans, removals, strategy, exact_removal, rotations)

@@ -23,6 +23,8 @@ def _bench_lines(path: Path, root) -> list[str]:
     c = r["config"]
     if r["benchmark"] == "train_throughput":
         cut = " Cut short by its time limit: the rungs not listed were not reached." if c.get("partial") else ""
+        # a failed rung measured nothing: the error it raised at that commit is shown, never read as a rate
+        cut += " A failed rung is an error the benchmark raised at that commit, not a measurement." if any("error" in row for row in r["rows"]) else ""
         lines = [f"Training and evaluation throughput (width x{c['width_multiplier']:g}, batch {c['batch_size']}; {where}).{cut}", "",
                  "| model | rung | training images/s | evaluation images/s | peak memory (MiB) | first step (s) |", "|---|---|---|---|---|---|"]
         fmt = lambda v, f: "" if v is None else format(v, f)

@@ -9,6 +9,7 @@ __all__ = ['UnitStatistics', 'full_precision_matmul', 'channel_rows', 'calibrati
 
 # %% ../nbs/03_stats.ipynb #6d205b9c
 import math
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,13 +113,18 @@ def _model_dtype(units: list[PrunableUnit]) -> tuple[torch.device, torch.dtype]:
     weight = units[0].producer.weight
     return weight.device, weight.dtype
 
+def _channel_dim(unit: PrunableUnit) -> int:
+    "The channel axis of `unit`'s activations: 1 after a conv `(N, C, H, W)`, the last after a linear."
+    return 1 if isinstance(unit.producer, nn.Conv2d) else -1
+
 def _gram_hook(unit: PrunableUnit, unit_stats: UnitStatistics):
-    channel_dim = 1 if isinstance(unit.producer, nn.Conv2d) else -1
+    channel_dim = _channel_dim(unit)
     def hook(module, inputs, output):
         rows = channel_rows(output, channel_dim)
         if rows.shape[1] != unit_stats.width:
             raise ValueError(f"unit {unit.name}: its activation gave {rows.shape[1]} channels on axis {channel_dim}, but its "
-                             f"producer has {unit_stats.width}; list the activation that follows the producer.")
+                             f"producer has {unit_stats.width}; list the activation that follows the producer, and give each layer "
+                             f"its own activation module (one that another layer also uses runs, and is measured, once per use).")
         unit_stats.rows += rows.shape[0]
         for gram, block in zip(unit_stats.grams, rows.split(list(unit_stats.subspace_sizes), dim=1)):
             block = block.double()
@@ -136,6 +142,20 @@ def _check_statistics(stats: list[UnitStatistics], dtype: torch.dtype):
         raise ValueError(f"the statistics of units {overflowed} are not finite: their activations overflowed in {dtype}; "
                          f"check the weights, or calibrate a float64 copy (model.double()).")
 
+def _warn_if_few_rows(stats: list[UnitStatistics]):
+    "One warning naming every unit with fewer rows than channels in a subspace, whose Gram matrix the calibration leaves short of rank."
+    if short := [s for s in stats if s.rows < max(s.subspace_sizes)]:
+        units = ", ".join(f"{s.name} (width {s.width}, subspaces {s.subspace_sizes}, {s.rows} rows)" for s in short)
+        warnings.warn(f"the calibration statistics of units {units} have fewer rows than channels in a subspace. A Gram matrix has "
+                      f"rank at most its number of rows, so the directions the calibration never reached get eigenvalue 0: after the "
+                      f"change of basis their channels have importance 0 and rank last, a threshold such as ProportionOfMax removes "
+                      f"them whatever the network computes, and the calibration, not the network, caps the width that survives. Calibrate on more images: each subspace needs at least as many rows as channels (a linear unit gets "
+                      f"one row per image, a conv unit one per image and position).", stacklevel=3)
+
+def _fast_layout(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    "On a GPU, 4-D images channels-last (a layout only rank 4 has), so that each hook's rows are views, not transposed copies; else as they are."
+    return images.contiguous(memory_format=torch.channels_last) if device.type == "cuda" and images.ndim == 4 else images
+
 def collect_statistics(model: PrunableNetwork, batches: Iterable, units: list[PrunableUnit] | None = None,
                        distributed: bool = False) -> list[UnitStatistics]:
     "One pass over `batches`: per unit and subspace, the uncentered Gram matrix of its post-activation outputs."
@@ -150,13 +170,12 @@ def collect_statistics(model: PrunableNetwork, batches: Iterable, units: list[Pr
         with _evaluating(model):
             for i, images in enumerate(_calibration_images(batches, model.input_shape)):
                 if i % size != rank: continue                 # every batch is checked, each process runs its share
-                images = images.to(device, dtype)
-                # on a GPU, channels-last activations make each hook's rows a view rather than a transposed copy
-                model(images.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else images)
+                model(_fast_layout(images.to(device, dtype), device))
     finally:
         for h in handles: h.remove()
     if size > 1: _sum_over_processes(stats, device)
     _check_statistics(stats, dtype)
+    _warn_if_few_rows(stats)
     for s in stats: s.grams = [g.cpu() for g in s.grams]
     return stats
 
@@ -166,8 +185,7 @@ def collect_statistics_by_capture(model: PrunableNetwork, batches: Iterable) -> 
     units = prunable_units_of(model)
     device, dtype = _model_dtype(units)
     captured = [[] for _ in units]
-    handles = [u.activation.register_forward_hook(
-                   lambda m, i, o, store=store, dim=1 if isinstance(u.producer, nn.Conv2d) else -1: store.append(channel_rows(o, dim)))
+    handles = [u.activation.register_forward_hook(lambda m, i, o, store=store, dim=_channel_dim(u): store.append(channel_rows(o, dim)))
                for u, store in zip(units, captured)]
     try:
         with _evaluating(model):

@@ -11,7 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ddp_case import one_step, statistics
-from cob_paper.data import find_shared_cifar10
+from cob_paper.data import find_cifar10
 from cob_paper.experiments import Workspace, smoke_config
 
 TESTS, ROOT = Path(__file__).resolve().parent, Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def _sweep(workspace: Path):
 
 
 def test_a_two_process_sweep_writes_the_rows_of_a_one_process_sweep(tmp_path):
-    data = find_shared_cifar10(ROOT)
+    data = find_cifar10(ROOT)
     if data is None: pytest.skip("no CIFAR-10 copy found; set COB_PAPER_DATA")
     common = ["reproduce", "--preset", "smoke", "--seeds", "0", "--data", str(data), "--device", "cpu", "--no-figures",
               "--record-dir", str(tmp_path / "no-record")]

@@ -25,8 +25,8 @@ def test_packing_round_trips_random_and_real_images():
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (7, 32, 32, 3), dtype=np.uint8), np.zeros((2, 32, 32, 3), np.uint8),
               np.full((2, 32, 32, 3), 255, np.uint8)]
-    from cob_paper.data import find_shared_cifar10
-    shared = find_shared_cifar10()
+    from cob_paper.data import find_cifar10
+    shared = find_cifar10()
     if shared is not None:
         with np.load(Path(shared) / "test.npz") as z: images.append(z["x"][:64])
     for x in images:

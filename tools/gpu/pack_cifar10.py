@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cob_paper.data import CACHE_FILES, find_shared_cifar10, verify_checksums, write_checksums
+from cob_paper.data import CACHE_FILES, find_cifar10, verify_checksums, write_checksums
 from cob_paper.files import atomic_write
 
 FILES = tuple(Path(name).stem for name in CACHE_FILES)
@@ -121,7 +121,7 @@ def main():
     parser.add_argument("--dest")
     args = parser.parse_args()
     if args.action == "pack":
-        source = args.src or find_shared_cifar10()
+        source = args.src or find_cifar10()
         if source is None: sys.exit("pack: no CIFAR-10 copy found; pass --src or set COB_PAPER_DATA.")
         pack(Path(source), Path(args.dest or ".data/packed"))
     else:
