@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['PAPER', 'TOLERANCE', 'GAP_TOLERANCE', 'SPREAD_WIDTH', 'QUANTITY_WORDS', 'CLAIMS', 'RUN_COLUMNS', 'Check',
            'allowance_words', 'Claim', 'Verdict', 'judge', 'column_name', 'claims_markdown', 'claims_list_markdown',
-           'Agreement', 'agreement_with_record', 'arm_accuracy', 'unpruned_accuracy', 'beyond_targets',
+           'Agreement', 'agreement_with_record', 'arm_accuracy', 'timed_at', 'unpruned_accuracy', 'beyond_targets',
            'beyond_standing', 'beyond_summary_markdown']
 
 # %% ../nbs/08a_claims.ipynb #dc959d5a
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .experiments import ARMS
-from .figures import authors_schedule, run_kind, run_label
+from .figures import PAPER_MODELS, authors_schedule, run_kind, run_label
 from .models import CHANCE_PERCENT
-from .results import Result, Spread, cite, data_description, devices_of, gap_in_words, seeds_in_words, model_description, paper_scale, recipe_length, sweep_rows, timed_rows, trained_models
+from .results import Result, Spread, SweepRow, cite, data_description, devices_of, gap_in_words, seeds_in_words, model_description, paper_scale, recipe_length, sweep_rows, timed_rows, trained_models
 
 # %% ../nbs/08a_claims.ipynb #97566e99
 PAPER = {"unpruned_gap": 4.52, "chance": CHANCE_PERCENT, "cob_70": 85.0, "cob_80": 72.5, "largest_gain": 75.1, "cob_95_after": 64.55,
@@ -292,31 +292,53 @@ def agreement_with_record(run: dict, record_run: dict, experiments=None) -> list
             for check in claim.checks if check.relation != "every_seed"]
 
 # %% ../nbs/08a_claims.ipynb #b1a58736
-def arm_accuracy(beyond: list[Result], arm: str, t: float, when: str) -> Spread:
-    "The accuracy (%) of `arm` at parameter target `t`, `before` or `after` fine-tuning, over the seeds (rows that were refused left out)."
-    return Spread.of([100 * getattr(r, f"accuracy_{when}_finetune") for res in beyond for r in sweep_rows(res)
-                      if r.arm == arm and r.strategy.get("t") == t and r.ok])
+def _rows_at(beyond: list[Result], arm: str, t: float) -> list[SweepRow]:
+    "Every seed's row of `arm` at parameter target `t`, refused ones too."
+    return [r for res in beyond for r in sweep_rows(res) if r.arm == arm and r.strategy.get("t") == t]
+
+def arm_accuracy(beyond: list[Result], arm: str, t: float, when: str) -> Spread | None:
+    "The accuracy (%) of `arm` at parameter target `t`, `before` or `after` fine-tuning, over the seeds whose row ran; None if none did."
+    ran = [r for r in _rows_at(beyond, arm, t) if r.ok]
+    return Spread.of([100 * getattr(r, f"accuracy_{when}_finetune") for r in ran]) if ran else None
+
+def timed_at(beyond: list[Result], arm: str, t: float) -> list[tuple[SweepRow, dict]]:
+    "Every seed's row of `arm` at `t` whose pruned model was timed, with its measured speed."
+    return [(r, s) for res in beyond for r, s in timed_rows(res) if r.arm == arm and r.strategy.get("t") == t]
 
 def unpruned_accuracy(run: dict) -> dict[str, Spread]:
     "Each model's unpruned test accuracy (%) over the seeds of the run's `beyond` experiment: where the arms that prune it start."
     pruned = {result.seed for result in run["beyond"]}
-    seeds = [trained_models(result) for result in run["unpruned"] if result.seed in pruned]
-    return {model: Spread.of([100 * models[model].test_accuracy for models in seeds]) for model in seeds[0]}
+    seeds = [trained_models(result) for result in run.get("unpruned", []) if result.seed in pruned]
+    return {model: Spread.of([100 * models[model].test_accuracy for models in seeds]) for model in (seeds[0] if seeds else {})}
 
 def beyond_targets(beyond: list[Result]) -> list[float]: return sorted({r.strategy["t"] for res in beyond for r in sweep_rows(res)})
 
-def beyond_standing(run: dict, figures_folder: str) -> str:
+def _arms(beyond: list[Result]) -> list[str]: return list(dict.fromkeys(r.arm for res in beyond for r in sweep_rows(res)))
+
+def beyond_standing(run: dict, preset: str, figures_folder: str) -> str:
     "Where CoB stands after fine-tuning at the run's largest target against the strongest Torch-Pruning importance, from where each started."
     beyond, start = run["beyond"], unpruned_accuracy(run)
-    t, arms = beyond_targets(beyond)[-1], dict.fromkeys(r.arm for r in sweep_rows(beyond[0]))
-    after = {arm: arm_accuracy(beyond, arm, t, "after") for arm in arms}
-    strongest = max((a for a in arms if ARMS[a].toolkit and after[a].n), key=lambda a: after[a].mean)
-    cob, toolkit = after["cob"], after[strongest]
-    return (f"{run_kind(beyond)}, {seeds_in_words(len(beyond))}: at t = {t} after fine-tuning, CoB {cob.format(unit='%')} "
-            f"(from the unpruned TSRA's {start[ARMS['cob'].model].format(unit='%')}) is {abs(cob.mean - toolkit.mean):.2f} points "
-            f"{'above' if cob.mean > toolkit.mean else 'below'} the strongest Torch-Pruning importance, {ARMS[strongest].toolkit}, "
-            f"{toolkit.format(unit='%')} (from the unpruned ReLU control's {start[ARMS[strongest].model].format(unit='%')}). "
-            f"Every arm and target: `{figures_folder}/beyond_table.md`.")
+    t = beyond_targets(beyond)[-1]
+    after = {arm: s for arm in _arms(beyond) if (s := arm_accuracy(beyond, arm, t, "after"))}
+    toolkit = [a for a in after if ARMS[a].toolkit]
+    head, where = (f"`{preset}`: {run_kind(beyond)}, {seeds_in_words(len(beyond))}: at t = {t} after fine-tuning, ",
+                   f" Every arm and target: `{figures_folder}/beyond_table.md`.")
+    if "cob" not in after or not toolkit:
+        return head + f"{'no Torch-Pruning importance' if 'cob' in after else 'CoB'} pruned a model (each was refused, or not run).{where}"
+    def began(arm: str) -> str:
+        model = ARMS[arm].model
+        return f" (its unpruned model, {PAPER_MODELS[model]}: {start[model].format(unit='%')})" if model in start else ""
+    strongest = max(toolkit, key=lambda a: after[a].mean)
+    cob, toolkit_best = after["cob"], after[strongest]
+    return (head + f"CoB {cob.format(unit='%')}{began('cob')} is {abs(cob.mean - toolkit_best.mean):.2f} points "
+            f"{'above' if cob.mean > toolkit_best.mean else 'below'} the strongest Torch-Pruning importance, {ARMS[strongest].toolkit}, "
+            f"{toolkit_best.format(unit='%')}{began(strongest)}.{where}")
+
+def _accuracy_cell(beyond: list[Result], arm: str, t: float) -> str:
+    "`before → after` over the seeds whose row ran; or that every seed's row was refused, or that none was run."
+    if not (rows := _rows_at(beyond, arm, t)): return "not run"
+    if not any(r.ok for r in rows): return "refused"
+    return f"{arm_accuracy(beyond, arm, t, 'before').format()} → {arm_accuracy(beyond, arm, t, 'after').format()}"
 
 def beyond_summary_markdown(runs: dict[str, dict], store_root: str = "results", figures_root: str = "figures") -> str:
     """Every beyond arm on the run with the most seeds of them: its unpruned model, accuracy before -> after fine-tuning at
@@ -330,21 +352,17 @@ def beyond_summary_markdown(runs: dict[str, dict], store_root: str = "results", 
     header = (["arm", "unpruned (%)"] + [f"t = {t}: before → after FT (%)" for t in targets] +
               [f"MACs left at t = {last} (M)", f"images/s at t = {last}", f"speed-up at t = {last} over its unpruned model (x)"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for arm in dict.fromkeys(r.arm for r in sweep_rows(beyond[0])):
-        cells = [arm, start[ARMS[arm].model].format()]
-        for t in targets:
-            tried = [r for res in beyond for r in sweep_rows(res) if r.arm == arm and r.strategy.get("t") == t]
-            cells.append(f"{arm_accuracy(beyond, arm, t, 'before').format()} → {arm_accuracy(beyond, arm, t, 'after').format()}"
-                         if any(r.ok for r in tried) else "refused")
-        at_last = [(r, s) for res in beyond for r, s in timed_rows(res) if r.arm == arm and r.strategy.get("t") == last]
-        cells += [Spread.of([r.macs_left / 1e6 for r, _ in at_last]).format(),
-                  Spread.of([s["throughput_images_per_s"] for _, s in at_last]).format(digits=0),
-                  Spread.of([s["throughput_speedup"] for _, s in at_last]).format()] if at_last else ["", "", ""]
+    for arm in _arms(beyond):
+        model, timed = ARMS[arm].model, timed_at(beyond, arm, last)
+        cells = [arm, start[model].format() if model in start else ""] + [_accuracy_cell(beyond, arm, t) for t in targets]
+        cells += [Spread.of([r.macs_left / 1e6 for r, _ in timed]).format(),
+                  Spread.of([s["throughput_images_per_s"] for _, s in timed]).format(digits=0),
+                  Spread.of([s["throughput_speedup"] for _, s in timed]).format()] if timed else ["", "", ""]
         lines.append("| " + " | ".join(cells) + " |")
-    unpruned_speed = {m: Spread.of([res.timing["unpruned_speed"][m]["throughput_images_per_s"] for res in beyond]).format(digits=0)
-                      for m in start}
-    batch = beyond[0].timing["unpruned_speed"][ARMS["cob"].model]["throughput_batch"]
-    standings = [f"* {beyond_standing(other, f'{figures_root}/{preset}')}" for preset, other in with_arms.items()]
-    return ("\n".join(lines) + f"\n\n{run_label(beyond, store_root)}. Images per second at batch {batch} on that machine; unpruned: "
-            + ", ".join(f"{m} {s}" for m, s in unpruned_speed.items()) + ".\n\nWhere CoB stands, on every run of the record with these arms:\n\n"
-            + "\n".join(standings) + "\n")
+    speeds = [res.timing["unpruned_speed"] for res in beyond if res.timing.get("unpruned_speed")]
+    measured = (f" Images per second at batch {speeds[0][ARMS['cob'].model]['throughput_batch']} on that machine; unpruned: "
+                + ", ".join(f"{m} {Spread.of([s[m]['throughput_images_per_s'] for s in speeds]).format(digits=0)}" for m in speeds[0]) + "."
+                if speeds else " Speed not measured.")
+    standings = [f"* {beyond_standing(other, preset, f'{figures_root}/{preset}')}" for preset, other in with_arms.items()]
+    return ("\n".join(lines) + f"\n\n{run_label(beyond, store_root)}.{measured}\n\nWhere CoB stands, on every run of the record "
+            "with these arms:\n\n" + "\n".join(standings) + "\n")

@@ -156,7 +156,7 @@ def find_cifar10(start: Path | None = None, cache: str | os.PathLike = DEFAULT_R
         candidate = folder / "shared" / "data" / "cifar10"
         if (candidate / "SHA256SUMS").exists(): return candidate
     cache = data_root(cache)
-    if _missing_files(cache): return None      # not downloaded yet, or the download was cut short
+    if _missing_files(cache) or not (cache / "SHA256SUMS").exists(): return None      # not downloaded yet, or the download was cut short
     verify_checksums(cache)                     # a corrupted cache raises with the fix rather than being skipped
     return cache
 

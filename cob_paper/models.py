@@ -153,8 +153,8 @@ class PrunableUnit(NamedTuple):
     @property
     def components(self) -> tuple[nn.Module, ...]:
         "The modules between producer and consumer: `between`, or the norm and activation when it is None."
-        if self.between is not None: return tuple(self.between)
-        return tuple(m for m in (self.norm, self.activation) if m is not None)
+        listed = self.between if self.between is not None else (self.norm, self.activation)
+        return tuple({id(m): m for m in listed if m is not None}.values())      # a module listed twice (a fused norm + activation) once
 
     @property
     def width(self) -> int: return self.producer.weight.shape[0]
@@ -203,14 +203,23 @@ def _is_chain(where: list[tuple[str, str]]) -> bool:
     "Whether the `(role, unit name)` places of one module are a chain's: one unit's consumer and another unit's producer."
     return len(where) == 2 and {role for role, _ in where} == {"producer", "consumer"} and where[0][1] != where[1][1]
 
+def _holds_channels(m: nn.Module) -> bool:
+    "Whether pruning reads or changes `m` per unit: it holds tensors, or channel settings (a TSRA's split, an RMSNorm's divisor)."
+    return any(True for _ in m.parameters()) or any(True for _ in m.buffers()) or \
+           any(isinstance(s, (TSRA, ChannelRMSNorm, FusedRMSNormTSRA)) for s in m.modules())
+
+def _may_share(m: nn.Module, where: list[tuple[str, str]]) -> bool:
+    "A chain's layer, or a module between producer and consumer that holds no channels (a pooling, a dropout) may be listed twice."
+    return _is_chain(where) or (all(role == "`between` module" for role, _ in where) and not _holds_channels(m))
+
 def _shared_modules(units: list[PrunableUnit], model: nn.Module) -> list[str]:
-    "Each module listed in more than one place, and where, except a chain's layers (one unit's consumer, the next one's producer)."
+    "Each module listed in more than one place, and where, unless `_may_share` allows it."
     places = {}
     for unit in units:
         for role, m in _places(unit): places.setdefault(id(m), (m, []))[1].append((role, unit.name))
     names = {id(m): name for name, m in model.named_modules()}
     return [f"`{names.get(id(m), 'a module outside the model')}` ({type(m).__name__}) is the {' and the '.join(f'{role} of {unit}' for role, unit in where)}"
-            for m, where in places.values() if len(where) > 1 and not _is_chain(where)]
+            for m, where in places.values() if len(where) > 1 and not _may_share(m, where)]
 
 def prunable_units_of(model) -> list[PrunableUnit]:
     "`model.prunable_units()`, checked against the prunable-network contract; the error names what is missing or wrong."
@@ -241,8 +250,9 @@ def prunable_units_of(model) -> list[PrunableUnit]:
         raise ValueError(f"{what}.prunable_units() lists a module in more than one place: {'; '.join(shared)}. The statistics hook each "
                          f"unit's activation, and pruning rotates or cuts its producer, its consumer and every module between them, so "
                          f"a module in two places would mix two layers' activations or be changed twice. Give each layer its own "
-                         f"activation module (one nn.ReLU() per layer, not one shared by all) and its own norm, pooling and dropout; "
-                         f"the only module two units may share is a layer that is one unit's consumer and the next unit's producer.")
+                         f"activation module (one nn.ReLU() per layer, not one shared by all) and its own norm; two units may share "
+                         f"only a layer that is one unit's consumer and another unit's producer, or a module between producer and "
+                         f"consumer that holds no channels (a pooling, a dropout).")
     return units
 
 # %% ../nbs/02_models.ipynb #3a9fb38e

@@ -159,7 +159,7 @@ def _importance_tensor(unit: PrunableUnit, importance) -> torch.Tensor:
     if tuple(tensor.shape) != (unit.width,):
         raise ValueError(f"unit {unit.name} has {unit.width} channels but its importance has shape {tuple(tensor.shape)}; "
                          f"pass one number per channel.")
-    return tensor
+    return tensor if tensor.is_floating_point() else tensor.double()     # integer ranks too: the strategies take means and quantiles
 
 def plan_pruning(units: list[PrunableUnit], importances: dict[str, torch.Tensor], strategy,
                  ignored: Iterable[str] = ()) -> list[UnitPlan]:
@@ -202,9 +202,11 @@ _SIZED_BY_WIDTH = {nn.LayerNorm: ("normalized_shape",), nn.GroupNorm: ("num_grou
 def _cut_refusals(module: nn.Module, unit: PrunableUnit) -> list[str]:
     "Why removing channels of `unit` cannot cut `module`, one of its modules between producer and consumer."
     if isinstance(module, nn.modules.batchnorm._BatchNorm): return []       # remove_channels cuts its channels
-    per_channel = {unit.width, unit.width * unit.positions_per_channel}     # an axis of channels, or of flattened features
+    # an axis of channels, of flattened features or of one subspace's channels; a length of 1 is a shared value (PReLU's slope)
+    per_channel = {n for n in (unit.width, unit.width * unit.positions_per_channel, *unit.subspace_sizes) if n > 1}
     state = [name for name, t in [*module.named_parameters(), *module.named_buffers()] if per_channel & set(t.shape)]
-    refusals = [f"{type(module).__name__} has per-channel state {state} that pruning cannot cut"] if state else []
+    refusals = [f"{type(module).__name__} has state {state} with an axis as long as the unit's channels (or a subspace's), "
+                f"which pruning cannot cut"] if state else []
     for m in module.modules():
         if settings := next((names for kind, names in _SIZED_BY_WIDTH.items() if isinstance(m, kind)), ()):
             values = ", ".join(f"{name}={getattr(m, name)!r}" for name in settings)

@@ -175,7 +175,7 @@ def collect_statistics(model: PrunableNetwork, batches: Iterable, units: list[Pr
         for h in handles: h.remove()
     if size > 1: _sum_over_processes(stats, device)
     _check_statistics(stats, dtype)
-    _warn_if_few_rows(stats)
+    if rank == 0: _warn_if_few_rows(stats)         # every process holds the same sums: one warning, not one per process
     for s in stats: s.grams = [g.cpu() for g in s.grams]
     return stats
 
