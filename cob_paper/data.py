@@ -156,9 +156,8 @@ def find_cifar10(start: Path | None = None, cache: str | os.PathLike = DEFAULT_R
         candidate = folder / "shared" / "data" / "cifar10"
         if (candidate / "SHA256SUMS").exists(): return candidate
     cache = data_root(cache)
-    if _missing_files(cache) or not (cache / "SHA256SUMS").exists(): return None      # not downloaded yet, or the download was cut short
-    verify_checksums(cache)                     # a corrupted cache raises with the fix rather than being skipped
-    return cache
+    # not downloaded yet, or the download was cut short; a complete one is verified where it is read (load_cifar10), not twice
+    return None if _missing_files(cache) or not (cache / "SHA256SUMS").exists() else cache
 
 # %% ../nbs/05_data.ipynb #3ba81516
 def _check_raw_images(images: torch.Tensor, who: str):
