@@ -459,6 +459,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'cob_paper.stats.UnitStatistics.width': ('stats.html#unitstatistics.width', 'cob_paper/stats.py'),
                                  'cob_paper.stats._calibration_images': ('stats.html#_calibration_images', 'cob_paper/stats.py'),
                                  'cob_paper.stats._channel_dim': ('stats.html#_channel_dim', 'cob_paper/stats.py'),
+                                 'cob_paper.stats._check_ran_once': ('stats.html#_check_ran_once', 'cob_paper/stats.py'),
                                  'cob_paper.stats._check_statistics': ('stats.html#_check_statistics', 'cob_paper/stats.py'),
                                  'cob_paper.stats._evaluating': ('stats.html#_evaluating', 'cob_paper/stats.py'),
                                  'cob_paper.stats._fast_layout': ('stats.html#_fast_layout', 'cob_paper/stats.py'),

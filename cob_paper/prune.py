@@ -19,7 +19,7 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from .cob import ChannelRMSNorm
+from .cob import PER_CHANNEL_NORMS, ChannelRMSNorm
 from .models import PrunableNetwork, PrunableUnit, count_parameters, count_macs, prunable_units_of
 from .stats import (check_rotatable, collect_statistics, native_importance, rotation_and_importance,
                              rotate_model)
@@ -197,11 +197,12 @@ def _select(param: nn.Parameter | torch.Tensor, index: torch.Tensor, dim: int):
     return nn.Parameter(kept, requires_grad=param.requires_grad) if isinstance(param, nn.Parameter) else kept
 
 # modules built for one width that hold no per-channel tensor to cut (so the shape rule cannot see them), with the settings
-_SIZED_BY_WIDTH = {nn.LayerNorm: ("normalized_shape",), nn.GroupNorm: ("num_groups", "num_channels")}
+_SIZED_BY_WIDTH = {nn.LayerNorm: ("normalized_shape",), nn.GroupNorm: ("num_groups", "num_channels"),
+                   nn.RMSNorm: ("normalized_shape",)}
 
 def _cut_refusals(module: nn.Module, unit: PrunableUnit) -> list[str]:
     "Why removing channels of `unit` cannot cut `module`, one of its modules between producer and consumer."
-    if isinstance(module, nn.modules.batchnorm._BatchNorm): return []       # remove_channels cuts its channels
+    if isinstance(module, PER_CHANNEL_NORMS): return []                    # remove_channels cuts their channels
     # an axis of channels, of flattened features or of one subspace's channels; a length of 1 is a shared value (PReLU's slope)
     per_channel = {n for n in (unit.width, unit.width * unit.positions_per_channel, *unit.subspace_sizes) if n > 1}
     state = [name for name, t in [*module.named_parameters(), *module.named_buffers()] if per_channel & set(t.shape)]
@@ -230,7 +231,7 @@ def remove_channels(unit: PrunableUnit, keep: list[torch.Tensor]):
     if isinstance(producer, nn.Conv2d): producer.out_channels = len(index)
     else: producer.out_features = len(index)
     for m in unit.components:
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        if isinstance(m, PER_CHANNEL_NORMS):
             for name in ("weight", "bias", "running_mean", "running_var"):
                 if getattr(m, name) is not None: setattr(m, name, _select(getattr(m, name), index, 0))
             m.num_features = len(index)

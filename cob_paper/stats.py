@@ -10,6 +10,7 @@ __all__ = ['UnitStatistics', 'full_precision_matmul', 'channel_rows', 'calibrati
 # %% ../nbs/03_stats.ipynb #6d205b9c
 import math
 import warnings
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,9 +118,11 @@ def _channel_dim(unit: PrunableUnit) -> int:
     "The channel axis of `unit`'s activations: 1 after a conv `(N, C, H, W)`, the last after a linear."
     return 1 if isinstance(unit.producer, nn.Conv2d) else -1
 
-def _gram_hook(unit: PrunableUnit, unit_stats: UnitStatistics):
+def _gram_hook(unit: PrunableUnit, unit_stats: UnitStatistics, runs: Counter):
+    "Add each output of `unit`'s activation to its Gram matrices, and count the runs (per unit name, in `runs`)."
     channel_dim = _channel_dim(unit)
     def hook(module, inputs, output):
+        runs[unit.name] += 1
         rows = channel_rows(output, channel_dim)
         if rows.shape[1] != unit_stats.width:
             raise ValueError(f"unit {unit.name}: its activation gave {rows.shape[1]} channels on axis {channel_dim}, but its "
@@ -130,6 +133,13 @@ def _gram_hook(unit: PrunableUnit, unit_stats: UnitStatistics):
             block = block.double()
             gram.addmm_(block.T, block)
     return hook
+
+def _check_ran_once(runs: Counter, index: int):
+    "Refuse a forward pass in which some unit's activation ran more than once: another layer also uses it."
+    if repeated := [f"{name} ({count} times)" for name, count in runs.items() if count > 1]:
+        raise ValueError(f"in calibration batch {index}, the activations of units {', '.join(repeated)} ran more than once in one "
+                         f"forward pass: a layer that no unit lists also uses them, and their statistics would mix that layer's "
+                         f"outputs with the unit's. Give each layer its own activation module.")
 
 def _check_statistics(stats: list[UnitStatistics], dtype: torch.dtype):
     if not stats or all(s.rows == 0 for s in stats):
@@ -165,12 +175,15 @@ def collect_statistics(model: PrunableNetwork, batches: Iterable, units: list[Pr
     stats = [UnitStatistics(u.name, u.subspace_sizes, [torch.zeros(s, s, dtype=torch.float64, device=device)
                                                        for s in u.subspace_sizes]) for u in units]
     rank, size = world() if distributed else (0, 1)
-    handles = [u.activation.register_forward_hook(_gram_hook(u, s)) for u, s in zip(units, stats)]
+    runs = Counter()
+    handles = [u.activation.register_forward_hook(_gram_hook(u, s, runs)) for u, s in zip(units, stats)]
     try:
         with _evaluating(model):
             for i, images in enumerate(_calibration_images(batches, model.input_shape)):
                 if i % size != rank: continue                 # every batch is checked, each process runs its share
+                runs.clear()
                 model(_fast_layout(images.to(device, dtype), device))
+                _check_ran_once(runs, i)
     finally:
         for h in handles: h.remove()
     if size > 1: _sum_over_processes(stats, device)
