@@ -20,7 +20,7 @@ def test_version():
 def test_public_api_prunes_a_model_outside_the_notebooks():
     torch.manual_seed(0)
     model = VGG(tsra_vgg_config(width_multiplier=1 / 16)).eval()
-    calibration = [torch.randn(8, 3, 32, 32) for _ in range(2)]
+    calibration = [torch.randn(64, 3, 32, 32) for _ in range(2)]     # 128 rows: as many as a classifier subspace's channels
     x = torch.randn(2, 3, 32, 32)
     model, report = cob_prune(model, calibration, ParameterTarget(0.5))
     assert 0.4 < report.fraction_parameters_removed < 0.55
@@ -33,7 +33,7 @@ def test_public_api_prunes_a_model_outside_the_notebooks():
 
 def test_relu_control_prunes_in_native_basis_only():
     relu = VGG(relu_vgg_config(width_multiplier=1 / 16))
-    calibration = [torch.randn(4, 3, 32, 32)]
+    calibration = [torch.randn(256, 3, 32, 32)]                      # 256 rows: as many as a classifier unit's channels
     try:
         cob_prune(relu, calibration, ZScore(0.0))
     except ValueError as e:
