@@ -54,7 +54,9 @@ _REFUSALS = (
     (PER_CHANNEL_NORMS, "normalises each channel by its own statistics and scale"),
     ((nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd, nn.modules.pooling._LPPoolNd),
      "pools each channel on its own (max or p-norm), so after a rotation other positions win"),
-    ((nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.LocalResponseNorm),
+    (nn.RMSNorm, "normalises over its normalized_shape, the input's last axes (a conv map's width, not its channels), "
+                 "and may learn a gain; use ChannelRMSNorm, which normalises over the channels with no gain"),
+    ((nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm),
      "has a learned per-channel gain, or a mean or grouping over channels; use ChannelRMSNorm"),
 )
 

@@ -47,7 +47,7 @@ def full_precision_matmul():
     finally: torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 def channel_rows(h: torch.Tensor, channel_dim: int | None = None) -> torch.Tensor:
-    "Activations as a matrix with one column per channel: `(N, C, H, W)` -> `(N*H*W, C)`, `(N, C)` unchanged."
+    "Activations as a matrix with one column per channel: `(N, C, height, width)` -> `(N*height*width, C)`, `(N, C)` unchanged."
     channel_dim = (1 if h.ndim == 4 else -1) if channel_dim is None else channel_dim
     return h.movedim(channel_dim, -1).reshape(-1, h.shape[channel_dim])
 
@@ -115,7 +115,7 @@ def _model_dtype(units: list[PrunableUnit]) -> tuple[torch.device, torch.dtype]:
     return weight.device, weight.dtype
 
 def _channel_dim(unit: PrunableUnit) -> int:
-    "The channel axis of `unit`'s activations: 1 after a conv `(N, C, H, W)`, the last after a linear."
+    "The channel axis of `unit`'s activations: 1 after a conv `(N, C, height, width)`, the last after a linear."
     return 1 if isinstance(unit.producer, nn.Conv2d) else -1
 
 def _gram_hook(unit: PrunableUnit, unit_stats: UnitStatistics, runs: Counter):

@@ -14,8 +14,7 @@ import torch.nn as nn
 
 # %% ../nbs/00_tsra.ipynb #03e8cc60
 PAPER_GAINS = dict(a_U=5.0, a_V=5.0, b_U=0.5, b_V=0.7)     # the paper's gains: a = 5 for both subspaces, b_U = 0.5, b_V = 0.7
-# the paper's epsilon in the ratio (SPEC §1). It only keeps r finite (0) at an all-zero input: added to a float32 norm
-# above 3e-5 it rounds away, so everywhere else r is the exact ratio of norms.
+# the paper's epsilon in the ratio r (SPEC §1); it is there so that r is finite (0) at an all-zero input
 PAPER_RATIO_EPS = 1e-12
 
 def logistic_gains(s_U: torch.Tensor, s_V: torch.Tensor, a_U=PAPER_GAINS["a_U"], a_V=PAPER_GAINS["a_V"], b_U=PAPER_GAINS["b_U"], b_V=PAPER_GAINS["b_V"], eps=PAPER_RATIO_EPS):

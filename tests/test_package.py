@@ -1,6 +1,8 @@
 """Smoke tests of the installed package (the notebooks hold the unit tests; `nbdev-test` runs them)."""
 import subprocess
+from pathlib import Path
 
+import pytest
 import torch
 
 import cob_paper
@@ -45,7 +47,6 @@ def test_relu_control_prunes_in_native_basis_only():
 
 
 def test_any_network_meeting_the_contract_prunes_and_others_are_told_what_they_lack():
-    import pytest
     import torch.nn as nn
     from cob_paper.models import PrunableUnit
     from cob_paper.prune import ChannelCount
@@ -74,7 +75,6 @@ def test_any_network_meeting_the_contract_prunes_and_others_are_told_what_they_l
 
 def test_saved_models_are_checked(tmp_path):
     import json
-    import pytest
     from cob_paper.models import load_model, save_model
 
     model = VGG(relu_vgg_config(width_multiplier=1 / 16)).eval()
@@ -93,3 +93,12 @@ def test_saved_models_are_checked(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"missing keys \['pool'\]"):
         load_model(tmp_path / "m")
+
+
+def test_the_committed_spec_is_the_shared_one():
+    "nbs/paper/SPEC.md is the notebooks' SPEC for readers of a clone; where the maintainers' original is beside it, they agree."
+    root = Path(__file__).resolve().parents[1]
+    original = root.parent / "shared" / "paper" / "SPEC.md"
+    if not original.exists(): pytest.skip(f"no {original} beside this clone to compare with")
+    assert (root / "nbs" / "paper" / "SPEC.md").read_bytes() == original.read_bytes(), \
+        f"nbs/paper/SPEC.md differs from {original}: copy it over (the notebooks cite its sections)"
