@@ -26,5 +26,6 @@ def one_step(data_parallel: bool):
 
 
 def statistics(distributed: bool):
+    "Calibration statistics of 128 images (as many rows as the classifier's subspaces have channels) in 8 batches."
     images, _, model = case()
-    return collect_statistics(model, list(batches(images.repeat(3, 1, 1, 1), batch_size=4)), distributed=distributed)
+    return collect_statistics(model, list(batches(images.repeat(16, 1, 1, 1), batch_size=16)), distributed=distributed)
