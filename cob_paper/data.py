@@ -88,11 +88,20 @@ def write_cache_file(path: Path, x: np.ndarray, y: np.ndarray):
                 z.writestr(f"{name}.npy", buffer.getvalue())
     atomic_write(path, write)
 
+def _check_split(split: str, x: np.ndarray, y):
+    "Refuse a split that is not uint8 HWC images with one label each."
+    if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != np.uint8:
+        raise ValueError(f"write_cache takes the {split} images as uint8 HWC arrays (N, H, W, 3), got {x.dtype} {tuple(x.shape)}; "
+                         f"convert them first (channels-first: x.transpose(0, 2, 3, 1); floats in [0, 1]: "
+                         f"(x * 255).round().astype(np.uint8)).")
+    if len(y) != len(x):
+        raise ValueError(f"write_cache got {len(x)} {split} images but {len(y)} {split} labels; pass one label per image, in "
+                         f"the images' order.")
+
 def write_cache(root, train_x: np.ndarray, train_y, test_x: np.ndarray, test_y) -> Path:
-    "Write the cache (HWC uint8 images, int64 labels; train split into 5 files) and its SHA256SUMS."
+    "Write the cache (HWC uint8 images, int64 labels; train split into 5 files) and its SHA256SUMS; refused before writing if a split is not that."
     root = Path(root)
-    if train_x.ndim != 4 or train_x.shape[-1] != 3 or train_x.dtype != np.uint8:
-        raise ValueError(f"expected uint8 HWC images (N, H, W, 3), got {train_x.dtype} {train_x.shape}.")
+    _check_split("training", train_x, train_y); _check_split("test", test_x, test_y)
     parts = np.array_split(np.arange(len(train_x)), len(TRAIN_FILES))
     for name, idx in zip(TRAIN_FILES, parts): write_cache_file(root / name, train_x[idx], np.asarray(train_y, np.int64)[idx])
     write_cache_file(root / "test.npz", test_x, np.asarray(test_y, np.int64))
@@ -209,8 +218,8 @@ def holdout_split(num_train: int, holdout: int = 5000, seed: int = 0) -> tuple[t
     order = torch.randperm(num_train, generator=torch.Generator().manual_seed(seed))
     return order[holdout:].sort().values, order[:holdout].sort().values
 
-def calibration_indices(train_indices: torch.Tensor, size: int = 10_000, seed: int = 0) -> torch.Tensor:
-    "A seeded subset of `train_indices` of `size` images (all of them if there are fewer)."
+def calibration_indices(train_indices: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
+    "A seeded subset of `train_indices` of `size` images (all of them if there are fewer); the paper's size is the run config's."
     if size < 1: raise ValueError(f"calibration size must be at least 1, got {size}.")
     pick = torch.randperm(len(train_indices), generator=torch.Generator().manual_seed(seed + 1))[:size]
     return train_indices[pick.sort().values]

@@ -33,7 +33,7 @@ class Result:
     config: dict                    # the whole config of the run that wrote it
     numbers: dict                   # what must reproduce; compared with the record number by number
     timing: dict                    # seconds, rates, speeds: reported, never compared
-    provenance: dict                # git commit, device, torch, CPU threads, python, time written (a run's: processes)
+    provenance: dict                # files.provenance of the writer (chapter 01a_files); a run's also has its processes
     migrated_from: dict | None = None   # set on results carried over from an earlier file layout
     format: int = FORMAT
 
@@ -94,11 +94,12 @@ def short_commit(commit: str) -> str:
     sha, dirty = commit.removesuffix("-dirty"), commit.endswith("-dirty")
     return sha[:12] + ("-dirty" if dirty else "")
 
-def paper_scale(config: dict) -> bool:
-    "Whether a config is the paper's setting: full-width models on all of CIFAR-10."
-    return config["width_multiplier"] == 1 and config["train_size"] is None and config["test_size"] is None
-
 VGG_DEPTHS = {"A": 11, "B": 13, "D": 16, "E": 19}     # torchvision's VGG configs by depth
+
+def paper_scale(config: dict) -> bool:
+    "Whether a config is the paper's setting: its VGG-16 at full width on all of CIFAR-10."
+    return (VGG_DEPTHS[config["cfg"]] == 16 and config["width_multiplier"] == 1
+            and config["train_size"] is None and config["test_size"] is None)
 
 def model_description(config: dict) -> str:
     "The model a config trains, in words: `VGG-16 at width x0.125`."

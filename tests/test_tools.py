@@ -89,11 +89,12 @@ def test_study_epochs_fit_the_budget_and_grow_with_it():
              "finetune_rows": [{"finetune_step_s": 0.01, "row_fixed_s": 0.5}]}
     small, large = study.choose_epochs(probe, 300), study.choose_epochs(probe, 900)
     assert large["epochs"] > small["epochs"] >= 1 and large["estimated_s"] <= 900 and small["estimated_s"] <= 300
-    from cob_paper.experiments import PAPER_RATIOS, TSRA_STUDY_CONTROLS, TSRA_STUDY_VARIANTS, tsra_study_config, tsra_study_experiments
+    from cob_paper.experiments import (FIXED_RATIO_TARGETS, TSRA_STUDY_CONTROLS, TSRA_STUDY_VARIANTS, tsra_study_config,
+                                       tsra_study_experiments)
     assert large["inputs"]["models_per_seed"] == 1 + len(TSRA_STUDY_VARIANTS) + 1 + len(TSRA_STUDY_CONTROLS)
     # each ReLU control costs an epoch at the ReLU control's step time (the preset has at least one)
     assert TSRA_STUDY_CONTROLS
-    uncontrolled = tsra_study_config(experiments=tsra_study_experiments([0], PAPER_RATIOS, controls={}))
+    uncontrolled = tsra_study_config(experiments=tsra_study_experiments([0], FIXED_RATIO_TARGETS, controls={}))
     without = study.choose_epochs(probe, 900, template=uncontrolled)["inputs"]
     assert abs(large["inputs"]["train_epoch_s"] - without["train_epoch_s"]
                - len(TSRA_STUDY_CONTROLS) * without["steps_per_epoch"] * probe["relu"]["step_s"]) < 1e-9
