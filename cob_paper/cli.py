@@ -9,6 +9,7 @@ __all__ = ['REFUSALS', 'redraw_record', 'main']
 import argparse
 import dataclasses
 import os
+import subprocess
 import sys
 import tempfile
 import traceback
@@ -52,6 +53,9 @@ def redraw_record(root: Path, notebooks: bool = True) -> list[Path]:
     if not index.is_file():     # before anything is written: the tables go into the index, the README comes from it
         raise FileNotFoundError(f"{index} is missing: {root} is not a checkout of this repository; pass --root to one.")
     shown = {p: run for p in PRESETS if p != "smoke" and (run := collect(ResultStore(record_dir), PRESETS[p]()))}
+    if not shown:               # else every preset's figures would be deleted and every table would say "Not run yet"
+        raise FileNotFoundError(f"{record_dir} holds no results of any preset shown ({', '.join(p for p in PRESETS if p != 'smoke')}), "
+                                f"so there is nothing to redraw; pass --root to a checkout with its results/.")
     runs = {p: run for p, run in shown.items() if p in RUN_COLUMNS}
     written = [path for p, run in shown.items() for path in write_run_figures(run, figures_dir / p)]
     for folder in (f for f in figures_dir.iterdir() if f.is_dir()) if figures_dir.exists() else []:
@@ -140,21 +144,73 @@ def _check_writable(folder: Path) -> None:
     except OSError as e:
         raise ValueError(f"cannot write the workspace {folder} ({e.strerror}: {existing}); pass --out a folder you can write.") from None
 
-def _check_recordable(root: Path) -> None:
-    "Before computing for `--record`: the record's results must come from committed code, into a checkout of this repository."
+def _untracked_code(code: Path) -> list[str]:
+    "Files git neither tracks nor ignores in the package folder `code` and in the repository's `tools/`: code a run may import."
+    try: listed = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--full-name", "--", ".", ":(top)tools"],
+                                 cwd=code, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError): return []      # not a checkout: git_commit says 'unknown', refused there
+    return listed.split()
+
+def _check_recordable(root: Path, code: Path | None = None) -> None:
+    "Before computing for `--record`: the record's results must come from committed code (`code`: the package), into a checkout."
+    import cob_paper
     from cob_paper.files import git_commit
+    code = Path(code or Path(cob_paper.__file__).parent)
     if not (root / "nbs" / "index.ipynb").is_file():
         raise FileNotFoundError(f"--record writes into {root}/results and redraws from {root}/nbs/index.ipynb, which is missing; "
                                 f"pass --root to a checkout of this repository.")
-    if (commit := git_commit()) == "unknown" or commit.endswith("-dirty"):
+    if (commit := git_commit(code)) == "unknown" or commit.endswith("-dirty"):
         raise ValueError(f"--record takes results of committed code only, and this code is at {commit!r}; commit it first.")
+    if untracked := _untracked_code(code):      # git_commit counts tracked files only: a new module would not make it -dirty
+        raise ValueError(f"--record takes results of committed code only, and git does not track {untracked}; commit them, "
+                         f"or delete them (or list them in .gitignore) if the code does not use them.")
+
+def _check_record_dir(args) -> None:
+    "`--record` compares with the record it writes (`ROOT/results`): another record named beside it would be ignored."
+    if args.record and args.record_dir:
+        raise ValueError(f"--record writes into {Path(args.root) / 'results'} and compares with it, so --record-dir {args.record_dir} "
+                         f"would be ignored; leave out --record-dir (or --record, to compare with {args.record_dir} only).")
+
+def _check_apart(workspace, root: Path, record: Path) -> None:
+    "A workspace that is, or lies inside, a record (the committed one, or the one compared with) or the committed figures: refused."
+    committed = {p.resolve(): p for p in (record, root / "results", root / "figures")}
+    for mine in (workspace.results.root, workspace.figures):
+        for resolved, theirs in committed.items():
+            if mine.resolve() == resolved or resolved in mine.resolve().parents:
+                raise ValueError(f"the workspace {workspace.root} would write into the committed {theirs}; "
+                                 f"compute in a workspace of its own (--out runs) and let --record copy the results in.")
+
+def _reads(config, name: str) -> list[str]:
+    "The experiments `name`'s results are computed from: the unpruned models (every other kind prunes, scores or tests them), a selected sweep's grid."
+    spec = config.experiments[name]
+    if spec["kind"] == "unpruned": return []
+    return [n for n, s in config.experiments.items() if s["kind"] == "unpruned"] + ([spec["grid"]] if spec["kind"] == "selected" else [])
+
+def _check_promotable(config, only: list[str]) -> None:
+    "`--record --only`: the results promoted must come with those they were computed from, else the record mixes two trainings."
+    needed = {n for n in only if n in config.experiments}       # an unknown name is refused by `reproduce`
+    while more := {r for n in needed for r in _reads(config, n)} - needed: needed |= more
+    if missing := [n for n in config.experiments if n in needed and n not in only]:
+        raise ValueError(f"--record --only {' '.join(only)} would put results into the record without the {missing} results they were "
+                         f"computed from (table 3's drops, for one, read the unpruned accuracies); name those too: --only "
+                         f"{' '.join(n for n in config.experiments if n in needed)} (what the workspace holds already is reused).")
+
+def _default_preset_line(asked_device: str | None, device: str, preset: str, config) -> str:
+    "What a run with no preset named says: which preset its device's default is (`default_preset`), and why that device."
+    from cob_paper.results import data_description, model_description
+    why = f"--device {asked_device}" if asked_device else "CUDA device found" if str(device).startswith("cuda") else "No CUDA device"
+    line = f"{why} and no preset named: running the {preset.upper()} preset ({model_description(config.to_dict())}, " \
+           f"{data_description(config.to_dict())})."
+    if preset == "quick": line += " Its numbers are not the paper's; --laptop shows the paper's effect on a CPU, --full runs the paper's models."
+    return line
 
 def _reproduce(args) -> int:
     from cob_paper.distributed import is_main, join_from_environment, leave
     from cob_paper.claims import agreement_with_record
     from cob_paper.experiments import PRESETS, Workspace, collect, default_device, default_preset, record_run, reproduce
     from cob_paper.figures import write_run_figures
-    from cob_paper.results import ResultStore, compare_with_record, data_description, model_description, promote
+    from cob_paper.results import ResultStore, compare_with_record, promote
+    _check_record_dir(args)
     if args.device: _check_device(args.device)
     device = args.device or default_device()
     named = args.preset or ("full" if args.full else "laptop" if args.laptop else "quick" if args.quick else None)
@@ -162,22 +218,17 @@ def _reproduce(args) -> int:
     if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}.")
     config = PRESETS[preset]()
     if args.seeds: config = dataclasses.replace(config, seeds=args.seeds)
+    if args.record and args.only: _check_promotable(config, args.only)
     workspace = Workspace(Path(args.out), args.data, device)
-    record = Path(args.record_dir) if args.record_dir and not args.record else Path(args.root) / "results"
-    for mine, theirs in ((workspace.results.root, record), (workspace.figures, Path(args.root) / "figures")):
-        if mine.resolve() == theirs.resolve() or theirs.resolve() in mine.resolve().parents:
-            raise ValueError(f"the workspace {workspace.root} would write into the committed {theirs}; "
-                             f"compute in a workspace of its own (--out runs) and let --record copy the results in.")
+    record = Path(args.record_dir or Path(args.root) / "results")
+    _check_apart(workspace, Path(args.root), record)
     _check_writable(workspace.root)
     if args.record: _check_recordable(Path(args.root))
     workspace.device = join_from_environment(device)     # one process of several under torchrun; else unchanged
     main_process = is_main()                            # decided now: once a process leaves its group, it is alone
     say = print if main_process else (lambda *a, **k: None)
     try:
-        if named is None and preset == "quick":
-            say(f"No CUDA device: running the QUICK preset ({model_description(config.to_dict())}, "
-                f"{data_description(config.to_dict())}). Its numbers are not "
-                "the paper's; --laptop shows the paper's effect on a CPU, --full runs the paper's models.", flush=True)
+        if named is None: say(_default_preset_line(args.device, device, preset, config), flush=True)
         say(f"cob-paper reproduce: preset {preset}, seeds {config.seeds}, device {workspace.device}, workspace {workspace.root}/", flush=True)
         summary = reproduce(workspace, config, only=args.only, log=lambda line: say(line, flush=True))
     finally:

@@ -4,14 +4,15 @@
 
 # %% auto #0
 __all__ = ['Run', 'AUTHORS_EPOCHS', 'ARM_LABELS', 'GAP_TO_RELU', 'GAP_TO_CHOSEN_CONTROL', 'PAPER_MODELS', 'RELU_SETTINGS',
-           'authors_schedule', 'run_kind', 'run_label', 'save_figure', 'label_citing_unpruned', 'grouped_rows',
-           'spread_of', 'figure_fixed_ratio', 'energy_fraction_channels', 'figure_importance_profiles',
+           'authors_schedule', 'run_preset', 'run_kind', 'run_label', 'save_figure', 'label_citing_unpruned',
+           'grouped_rows', 'spread_of', 'figure_fixed_ratio', 'energy_fraction_channels', 'figure_importance_profiles',
            'threshold_table', 'threshold_label', 'unpruned_table', 'markdown_table', 'write_table', 'figure_beyond',
            'beyond_table', 'describe_variant', 'grid_table', 'chosen_name', 'study_test_table', 'study_sweep_table',
            'figure_study_sweep', 'cob_advantage', 'study_findings', 'study_summary_markdown', 'write_run_figures']
 
 # %% ../nbs/08_figures.ipynb #121a1764
 import csv
+import functools
 import io
 import json
 from pathlib import Path
@@ -20,6 +21,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from .data import CIFAR10_TRAIN_IMAGES
+from .experiments import PRESETS
 from .files import atomic_write
 from .models import CHANCE_PERCENT, VGGConfig, relu_vgg_config
 from .train import tsra_recipe
@@ -33,14 +35,25 @@ AUTHORS_EPOCHS = tsra_recipe().steps * tsra_recipe().batch_size / CIFAR10_TRAIN_
 
 def authors_schedule() -> str: return f"the authors: about {round(AUTHORS_EPOCHS, -1):,.0f} epochs"
 
+@functools.cache
+def _making_preset(folder: str, experiment: str, digest: str) -> str:
+    return next((name for name, make in PRESETS.items() if (config := make()).preset == folder and experiment in config.experiments
+                 and config.digest(experiment) == digest), folder)
+
+def run_preset(results: list[Result]) -> str:
+    """The preset whose config makes `results`, found as `experiments.collect` finds them (folder, experiment, digest): so
+    `full_seeds` for the files it shares `results/full/` with; for a config no preset makes, the preset its config names."""
+    r = results[0]
+    return _making_preset(r.preset, r.experiment, r.digest)
+
 def run_kind(results: list[Result]) -> str:
-    """Which run `results` come from, at what scale and where, e.g. `full run (GPU, 100 epochs per model; the authors: about
-    2,460 epochs)`; a run not at the paper's scale says so loudly."""
-    r, c = results[0], results[0].config
-    where = "CPU" if all(x.on_cpu for x in results) else "GPU" if not any(x.on_cpu for x in results) else "CPU and GPU"
-    if paper_scale(c):    # one preset, several schedules: its length says how far from the paper's its models are
-        return f"{r.preset} run ({where}, {recipe_length(c['tsra_train'])} per model; {authors_schedule()})"
-    return f"{r.preset.upper()} {where.upper()} RUN ({model_description(c)}, {data_description(c)}): not the paper's setting"
+    """Which run `results` come from (its preset), at what scale and where, e.g. `full run (GPU, 100 epochs per model; the
+    authors: about 2,460 epochs)`; a run not at the paper's scale says so loudly."""
+    c, preset = results[0].config, run_preset(results)
+    where = "CPU" if all(x.on_cpu for x in results) else "GPU" if not any(x.on_cpu for x in results) else "CPU and GPU"   # as the files say
+    if paper_scale(c):    # presets at the paper's scale differ in schedule: its length says how far from the paper's its models are
+        return f"{preset} run ({where}, {recipe_length(c['tsra_train'])} per model; {authors_schedule()})"
+    return f"{preset.upper()} {where.upper()} RUN ({model_description(c)}, {data_description(c)}): not the paper's setting"
 
 def run_label(results: list[Result], store_root: str = "results") -> str:
     "The note every figure and table carries: which run, at what scale, on what device, which seeds, from which files."
@@ -202,13 +215,13 @@ def markdown_table(rows: list[dict]) -> str:
     lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
-def write_table(rows: list[dict], path_stem: Path, caption: str) -> list[Path]:
-    "Write `rows` as `<stem>.md` (with a caption) and `<stem>.csv`, atomically."
-    md = f"{caption}\n\n{markdown_table(rows)}"
+def write_table(rows: list[dict], path_stem: Path, title: str, run: str) -> list[Path]:
+    "Write `rows` as `<stem>.md` (captioned `title` and the note of its `run`) and `<stem>.csv` (the note in a `run` column), atomically."
+    md = f"{title} {run}\n\n{markdown_table(rows)}"
     buffer = io.StringIO()
     if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader(); writer.writerows(rows)
+        writer = csv.DictWriter(buffer, fieldnames=[*rows[0], "run"], lineterminator="\n")
+        writer.writeheader(); writer.writerows({**row, "run": run} for row in rows)
     return [atomic_write(path_stem.with_suffix(".md"), lambda f: f.write(md.encode())),
             atomic_write(path_stem.with_suffix(".csv"), lambda f: f.write(buffer.getvalue().encode()))]
 
@@ -402,24 +415,24 @@ def write_run_figures(run: Run, folder: Path, store_root: str = "results") -> li
                                    folder / f"fig{number}_fixed_ratio_{when}_finetune")
     if "threshold" in run and unpruned:
         written += write_table(threshold_table(run["threshold"], unpruned), folder / "table3_thresholds",
-                               f"Table 3. Threshold strategies. {threshold_label(run['threshold'], unpruned, store_root)}")
+                               "Table 3. Threshold strategies.", threshold_label(run['threshold'], unpruned, store_root))
     if "importance" in run:
         written += save_figure(figure_importance_profiles(run["importance"], store_root=store_root), folder / "fig4_importance_profiles")
     if unpruned:
         written += write_table(unpruned_table(unpruned), folder / "table5_unpruned",
-                               f"Table 5. Unpruned models. {run_label(unpruned, store_root)}")
+                               "Table 5. Unpruned models.", run_label(unpruned, store_root))
     if "beyond" in run:
         written += save_figure(figure_beyond(run["beyond"], "macs", store_root), folder / "beyond_accuracy_vs_macs")
         written += save_figure(figure_beyond(run["beyond"], "speedup", store_root), folder / "beyond_accuracy_vs_speedup")
         written += write_table(beyond_table(run["beyond"]), folder / "beyond_table",
-                               f"Beyond the paper: every arm at the same parameter targets. {run_label(run['beyond'], store_root)}")
+                               "Beyond the paper: every arm at the same parameter targets.", run_label(run['beyond'], store_root))
     if "grid" in run:
         written += write_table(grid_table(run["grid"]), folder / "study_grid",
-                               f"TSRA study: every configuration on the held-out images. {run_label(run['grid'], store_root)}")
+                               "TSRA study: every configuration on the held-out images.", run_label(run['grid'], store_root))
     if "selected" in run and "fixed_ratio" in run:
         written += write_table(study_test_table(run["selected"]), folder / "study_test",
-                               f"TSRA study: the chosen configuration on the test set. {run_label(run['selected'], store_root)}")
+                               "TSRA study: the chosen configuration on the test set.", run_label(run['selected'], store_root))
         written += write_table(study_sweep_table(run["fixed_ratio"], run["selected"]), folder / "study_sweep",
-                               f"TSRA study: fixed-ratio pruning of the chosen and the paper's TSRA. {run_label(run['selected'], store_root)}")
+                               "TSRA study: fixed-ratio pruning of the chosen and the paper's TSRA.", run_label(run['selected'], store_root))
         written += save_figure(figure_study_sweep(run["fixed_ratio"], run["selected"], store_root), folder / "study_sweep")
     return written

@@ -78,6 +78,7 @@ def gpu_session_lines(results_dir) -> list[str]:
 
 def run_time_lines(runs: dict) -> list[str]:
     "Seconds per stage of each run shown (`{preset: {experiment: [result per seed]}}`), mean ± std over its seeds."
+    from cob_paper.experiments import PRESETS
     lines = []
     for preset, run in runs.items():
         seeds = sorted({r.seed for results in run.values() for r in results})
@@ -94,10 +95,14 @@ def run_time_lines(runs: dict) -> list[str]:
                 lines.append(f"| train {model} | {Spread.of([u.timing['train_wall_time_s'][model] for u in run['unpruned']]).format(digits=1)} |")
         lines += [f"| {name} (whole experiment) | {Spread.of([r.timing['wall_time_s'] for r in results]).format(digits=1)} |"
                   for name, results in run.items()]
-        # a total over seeds adds only the experiments every seed ran (a run may have some, e.g. beyond, for fewer seeds)
+        # a total over seeds adds only the experiments every seed ran (a run may have some, e.g. beyond, for fewer seeds),
+        # and is "all" only if those are every experiment of the preset's config
         common = [name for name, results in run.items() if {r.seed for r in results} == set(seeds)]
         per_seed = [sum(r.timing["wall_time_s"] for name in common for r in run[name] if r.seed == s) for s in seeds]
-        total = "all experiments" if len(common) == len(run) else f"{', '.join(common)} (every seed's experiments)"
+        fewer = [name for name in run if name not in common]
+        not_run = [name for name in PRESETS[preset]().experiments if name not in run]
+        left_out = ([f"{', '.join(fewer)} not run for every seed"] if fewer else []) + ([f"{', '.join(not_run)} not run"] if not_run else [])
+        total = f"{', '.join(common)} ({'; '.join(left_out)})" if left_out else "all experiments"
         lines += ([f"| {total} | {Spread.of(per_seed).format(digits=1)} |"] if common else []) + [""]
     return lines
 
