@@ -242,6 +242,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'cob_paper.figures.grouped_rows': ('figures.html#grouped_rows', 'cob_paper/figures.py'),
                                    'cob_paper.figures.label_citing_unpruned': ( 'figures.html#label_citing_unpruned',
                                                                                 'cob_paper/figures.py'),
+                                   'cob_paper.figures.making_preset': ('figures.html#making_preset', 'cob_paper/figures.py'),
                                    'cob_paper.figures.markdown_table': ('figures.html#markdown_table', 'cob_paper/figures.py'),
                                    'cob_paper.figures.run_kind': ('figures.html#run_kind', 'cob_paper/figures.py'),
                                    'cob_paper.figures.run_label': ('figures.html#run_label', 'cob_paper/figures.py'),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .experiments import ARMS, PRESETS
-from .figures import PAPER_MODELS, authors_schedule, run_kind, run_label, run_preset
+from .figures import PAPER_MODELS, authors_schedule, making_preset, run_kind, run_label, run_preset
 from .models import CHANCE_PERCENT
 from .results import Result, Spread, SweepRow, cite, data_description, devices_of, gap_in_words, seeds_in_words, model_description, paper_scale, recipe_length, sweep_rows, timed_rows, trained_models
 
@@ -72,19 +72,23 @@ def _gains(s, when="before") -> list[tuple[float, float]]:
     both = [(t, _accuracy(s, "cob", t, when), _accuracy(s, "baseline", t, when)) for t in ratios]
     return [(t, cob - base) for t, cob, base in both if cob is not None and base is not None]
 
-def _wins(gains) -> dict: return {"wins": float(all(g > 0 for _, g in gains)), "won": sum(g > 0 for _, g in gains), "ratios": len(gains)}
+def _wins(s, gains) -> dict:
+    "Whether CoB won at every ratio of the sweep: a ratio where an arm's row was refused counts as not won."
+    ratios = len({r.strategy["t"] for r in sweep_rows(s["fixed_ratio"])})
+    won = sum(g > 0 for _, g in gains)
+    return {"wins": float(won == ratios), "won": won, "ratios": ratios}
 
 def _measure_gains(s):
     if not (gains := _gains(s)): return None
     t, gain = max(gains, key=lambda g: g[1])
-    return {**_wins(gains), "gain": gain, "t": f"{t:g}"}
+    return {**_wins(s, gains), "gain": gain, "t": f"{t:g}"}
 
 def _measure_widening(s):
     "After fine-tuning: whether CoB wins at every ratio, and whether its gain grows at every step to a larger ratio."
     if len(gains := _gains(s, "after")) < 2: return None         # one ratio has no trend
     steps = [later > earlier for (_, earlier), (_, later) in zip(gains, gains[1:])]
     (t_first, first), (t_last, last) = gains[0], gains[-1]
-    return {**_wins(gains), "widens": float(all(steps)), "widened": sum(steps), "steps": len(steps), "first": first,
+    return {**_wins(s, gains), "widens": float(all(steps)), "widened": sum(steps), "steps": len(steps), "first": first,
             "last": last, "t_first": f"{t_first:g}", "t_last": f"{t_last:g}"}
 
 def _measure_95(s):
@@ -194,9 +198,10 @@ JUDGED_PRESETS = ("paper", "full")   # the paper's setting at a schedule chosen 
 
 def no_verdict_because(results: list[Result]) -> str | None:
     "Why the run of `results` gets no verdict on the paper's numbers, in words read from them; None when it gets one."
-    if run_preset(results) in JUDGED_PRESETS: return None
-    config = results[0].config
+    preset, config = making_preset(results), results[0].config
+    if preset in JUDGED_PRESETS: return None
     if not paper_scale(config): return f"not the paper's setting ({model_description(config)}, {data_description(config)})"
+    if preset is None: return "a config of its own, which no preset makes, so nothing chose it to test the paper's numbers"
     judged = ", ".join(f"`{p}` {recipe_length(PRESETS[p]().to_dict()['tsra_train'])}" for p in JUDGED_PRESETS)
     return (f"the paper's setting at {recipe_length(config['tsra_train'])} per model, a schedule not chosen to test the paper's "
             f"numbers (those of the judged presets: {judged} per model)")

@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['Run', 'AUTHORS_EPOCHS', 'ARM_LABELS', 'GAP_TO_RELU', 'GAP_TO_CHOSEN_CONTROL', 'PAPER_MODELS', 'RELU_SETTINGS',
-           'authors_schedule', 'run_preset', 'run_kind', 'run_label', 'save_figure', 'label_citing_unpruned',
-           'grouped_rows', 'spread_of', 'figure_fixed_ratio', 'energy_fraction_channels', 'figure_importance_profiles',
-           'threshold_table', 'threshold_label', 'unpruned_table', 'markdown_table', 'write_table', 'figure_beyond',
-           'beyond_table', 'describe_variant', 'grid_table', 'chosen_name', 'study_test_table', 'study_sweep_table',
-           'figure_study_sweep', 'cob_advantage', 'study_findings', 'study_summary_markdown', 'write_run_figures']
+           'authors_schedule', 'making_preset', 'run_preset', 'run_kind', 'run_label', 'save_figure',
+           'label_citing_unpruned', 'grouped_rows', 'spread_of', 'figure_fixed_ratio', 'energy_fraction_channels',
+           'figure_importance_profiles', 'threshold_table', 'threshold_label', 'unpruned_table', 'markdown_table',
+           'write_table', 'figure_beyond', 'beyond_table', 'describe_variant', 'grid_table', 'chosen_name',
+           'study_test_table', 'study_sweep_table', 'figure_study_sweep', 'cob_advantage', 'study_findings',
+           'study_summary_markdown', 'write_run_figures']
 
 # %% ../nbs/08_figures.ipynb #121a1764
 import csv
@@ -36,15 +37,19 @@ AUTHORS_EPOCHS = tsra_recipe().steps * tsra_recipe().batch_size / CIFAR10_TRAIN_
 def authors_schedule() -> str: return f"the authors: about {round(AUTHORS_EPOCHS, -1):,.0f} epochs"
 
 @functools.cache
-def _making_preset(folder: str, experiment: str, digest: str) -> str:
+def _making_preset(folder: str, experiment: str, digest: str) -> str | None:
     return next((name for name, make in PRESETS.items() if (config := make()).preset == folder and experiment in config.experiments
-                 and config.digest(experiment) == digest), folder)
+                 and config.digest(experiment) == digest), None)
 
-def run_preset(results: list[Result]) -> str:
+def making_preset(results: list[Result]) -> str | None:
     """The preset whose config makes `results`, found as `experiments.collect` finds them (folder, experiment, digest): so
-    `full_seeds` for the files it shares `results/full/` with; for a config no preset makes, the preset its config names."""
+    `full_seeds` for the files it shares `results/full/` with; None for a config no preset makes."""
     r = results[0]
     return _making_preset(r.preset, r.experiment, r.digest)
+
+def run_preset(results: list[Result]) -> str:
+    "The name a run goes by: the preset that makes `results`, else (a config of one's own) the folder its config names."
+    return making_preset(results) or results[0].preset
 
 def run_kind(results: list[Result]) -> str:
     """Which run `results` come from (its preset), at what scale and where, e.g. `full run (GPU, 100 epochs per model; the
