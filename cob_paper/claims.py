@@ -15,7 +15,7 @@ from typing import Callable
 from .experiments import ARMS, PRESETS
 from .figures import PAPER_MODELS, authors_schedule, making_preset, run_kind, run_label, run_preset
 from .models import CHANCE_PERCENT
-from .results import Result, Spread, SweepRow, cite, data_description, devices_of, gap_in_words, seeds_in_words, model_description, paper_scale, recipe_length, sweep_rows, timed_rows, trained_models
+from .results import Result, Spread, SweepRow, cite, data_description, devices_of, gap_in_words, seeds_in_words, model_description, paper_scale, recipe_length, row_at, sweep_rows, timed_rows, trained_models
 
 # %% ../nbs/08a_claims.ipynb #97566e99
 PAPER = {"unpruned_gap": 4.52, "chance": CHANCE_PERCENT, "cob_70": 85.0, "cob_80": 72.5, "largest_gain": 75.1, "cob_95_after": 64.55,
@@ -48,12 +48,10 @@ def allowance_words(other: str, seeds: str = "the seeds") -> str:
             f"or within {SPREAD_WIDTH} standard deviations of {seeds} when that is wider")
 
 # %% ../nbs/08a_claims.ipynb #f5ab81be
-def _row(seed_run: dict, experiment: str, arm: str, t: float):
-    return next((r for r in sweep_rows(seed_run[experiment]) if r.arm == arm and r.strategy.get("t") == t and r.ok), None)
-
 def _accuracy(seed_run, arm, t, when="before"):
-    row = _row(seed_run, "fixed_ratio", arm, t)
-    return None if row is None else 100 * getattr(row, f"accuracy_{when}_finetune")
+    "`arm`'s accuracy (%) at target `t` in this seed's fixed-ratio sweep, `before` or `after` fine-tuning; None where it did not run."
+    row = row_at(seed_run["fixed_ratio"], arm, t)
+    return 100 * getattr(row, f"accuracy_{when}_finetune") if row and row.ok else None
 
 def _measure_gap(s):
     m = trained_models(s["unpruned"])
@@ -334,7 +332,7 @@ def agreement_with_record(run: dict, record_run: dict, experiments=None) -> list
 # %% ../nbs/08a_claims.ipynb #b1a58736
 def _rows_at(beyond: list[Result], arm: str, t: float) -> list[SweepRow]:
     "Every seed's row of `arm` at parameter target `t`, refused ones too."
-    return [r for res in beyond for r in sweep_rows(res) if r.arm == arm and r.strategy.get("t") == t]
+    return [r for res in beyond if (r := row_at(res, arm, t))]
 
 def arm_accuracy(beyond: list[Result], arm: str, t: float, when: str) -> Spread | None:
     "The accuracy (%) of `arm` at parameter target `t`, `before` or `after` fine-tuning, over the seeds whose row ran; None if none did."

@@ -27,7 +27,7 @@ from .files import atomic_write
 from .models import CHANCE_PERCENT, VGGConfig, relu_vgg_config
 from .train import tsra_recipe
 from .results import (GRID_MODELS, Result, Spread, SweepRow, cite, data_description, devices_of, gap_in_words, importance_profiles, model_description, paper_scale, recipe_length,
-                               sweep_rows, timed_rows, trained_models)
+                               row_at, sweep_rows, timed_rows, trained_models)
 
 Run = dict   # experiment name -> list of Result, one per seed
 
@@ -367,10 +367,12 @@ def figure_study_sweep(fixed: list[Result], selected: list[Result], store_root: 
 # %% ../nbs/08_figures.ipynb #4bba6192
 def _test_percent(selected: list[Result], key: str) -> list[float]: return [100 * r.numbers["test_accuracy"][key] for r in selected]
 
-def cob_advantage(results: list[Result], t: float = 0.7) -> Spread:
-    "CoB minus native basis, before fine-tuning, at parameter target `t` (points, seed by seed)."
-    by_seed = [{r.arm: r for r in sweep_rows(res) if r.strategy.get("t") == t and r.ok} for res in results]
-    return Spread.of([100 * (rows["cob"].accuracy_before_finetune - rows["baseline"].accuracy_before_finetune) for rows in by_seed])
+def cob_advantage(results: list[Result], t: float = 0.7) -> str:
+    "CoB minus native basis before fine-tuning at parameter target `t`, in points over the seeds, or which seeds refused a row."
+    rows = {res.seed: (row_at(res, "cob", t), row_at(res, "baseline", t)) for res in results}
+    if refused := sorted(seed for seed, pair in rows.items() if not all(row and row.ok for row in pair)):
+        return f"not measured (seed{'s' * (len(refused) > 1)} {', '.join(map(str, refused))}: a row at t = {t:g} refused or missing)"
+    return Spread.of([100 * (cob.accuracy_before_finetune - base.accuracy_before_finetune) for cob, base in rows.values()]).format() + " points"
 
 def _tuning_in_words(paper: list[float], chosen: list[float], control: list[float], grid: dict) -> str:
     "What tuning the TSRA did to its positive mean gap to `control`: closed none of it, part of it (by seed too), or all of it."
@@ -402,8 +404,8 @@ def study_findings(run: Run) -> str:
                  "to close and cannot answer the question; it ranks the TSRA variants against one another only. ")
     elif numbers["chosen"]["name"] == "paper": text += "The held-out images chose the paper's TSRA itself: no single setting tried closes any of the gap. "
     else: text += _tuning_in_words(paper, chosen, control_accuracy, run["grid"][0].numbers) + " "
-    return text + (f"CoB's advantage over the native basis at t = 0.7 before fine-tuning: {cob_advantage(run['fixed_ratio']).format()} "
-                   f"points for the paper's TSRA, {cob_advantage(selected).format()} for the chosen one.")
+    return text + (f"CoB's advantage over the native basis at t = 0.7 before fine-tuning: {cob_advantage(run['fixed_ratio'])} "
+                   f"for the paper's TSRA, {cob_advantage(selected)} for the chosen one.")
 
 def study_summary_markdown(run: Run, store_root: str = "results") -> str:
     "The README's study section: what it finds, the chosen configuration on the test set, then the grid on the held-out images."

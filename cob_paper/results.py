@@ -7,7 +7,7 @@ __all__ = ['FORMAT', 'VGG_DEPTHS', 'BENCH_FOLDER', 'GPU_FOLDER', 'GRID_MODELS', 
            'ResultStore', 'cite', 'devices_of', 'seeds_in_words', 'short_commit', 'paper_scale', 'model_description',
            'data_description', 'recipe_length', 'bench_file', 'bench_files', 'gpu_session_files', 'cite_file',
            'TrainedModel', 'ImportanceProfile', 'SweepRow', 'trained_models', 'importance_profiles', 'sweep_rows',
-           'timed_rows', 'Difference', 'differences', 'Comparison', 'compare_with_record', 'promote',
+           'row_at', 'timed_rows', 'Difference', 'differences', 'Comparison', 'compare_with_record', 'promote',
            'reproduction_gaps', 'Spread', 'gap_in_words']
 
 # %% ../nbs/06a_results.ipynb #5c4cfa02
@@ -176,6 +176,10 @@ GRID_MODELS = {"variants": "tsra", "controls": "relu"}      # a grid result's tw
 
 def sweep_rows(result: Result) -> list[SweepRow]:
     return [SweepRow(**r) for r in result.numbers["rows"]]
+
+def row_at(result: Result, arm: str, t: float) -> SweepRow | None:
+    "The row of `arm` at parameter target `t` in one seed's sweep, refused or not; None if the sweep has no such row."
+    return next((r for r in sweep_rows(result) if r.arm == arm and r.strategy.get("t") == t), None)
 
 def timed_rows(result: Result) -> list[tuple[SweepRow, dict]]:
     "The rows of a sweep that measured the speed of its pruned models, each with its speed (a refused row has none)."
