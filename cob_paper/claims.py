@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['PAPER', 'TOLERANCE', 'GAP_TOLERANCE', 'SPREAD_WIDTH', 'QUANTITY_WORDS', 'CLAIMS', 'JUDGED_PRESETS', 'RUN_COLUMNS',
-           'Check', 'allowance_words', 'Claim', 'no_verdict_because', 'Verdict', 'judge', 'column_name',
-           'claims_markdown', 'claims_list_markdown', 'Agreement', 'agreement_with_record', 'arm_accuracy', 'timed_at',
-           'unpruned_accuracy', 'beyond_targets', 'beyond_standing', 'beyond_summary_markdown']
+           'STANDING_HEADER', 'Check', 'allowance_words', 'Claim', 'no_verdict_because', 'Verdict', 'judge',
+           'column_name', 'claims_markdown', 'claims_list_markdown', 'Agreement', 'agreement_with_record',
+           'arm_accuracy', 'timed_at', 'unpruned_accuracy', 'beyond_targets', 'beyond_standing',
+           'beyond_summary_markdown']
 
 # %% ../nbs/08a_claims.ipynb #dc959d5a
 from dataclasses import dataclass
@@ -353,24 +354,54 @@ def beyond_targets(beyond: list[Result]) -> list[float]: return sorted({r.strate
 
 def _arms(beyond: list[Result]) -> list[str]: return list(dict.fromkeys(r.arm for res in beyond for r in sweep_rows(res)))
 
+def _mean_speed(beyond: list[Result], arm: str, t: float) -> float | None:
+    "`arm`'s measured images/s at `t`, the mean over the seeds that timed it; None if none did."
+    timed = timed_at(beyond, arm, t)
+    return sum(s["throughput_images_per_s"] for _, s in timed) / len(timed) if timed else None
+
+def _macs_left(beyond: list[Result], arm: str, t: float) -> str:
+    return Spread.of([r.macs_left / 1e6 for r in _rows_at(beyond, arm, t) if r.ok]).format()
+
+def _fastest_rival(beyond: list[Result], toolkit: list[str], speed: float | None) -> str:
+    "The most accurate toolkit row after fine-tuning, at any target, whose mean images/s is at least `speed`; or why there is none."
+    if speed is None: return "not timed"
+    rivals = [(arm, t, accuracy) for arm in toolkit for t in beyond_targets(beyond)
+              if (accuracy := arm_accuracy(beyond, arm, t, "after")) and (fast := _mean_speed(beyond, arm, t)) is not None and fast >= speed]
+    if not rivals: return "none"
+    arm, t, accuracy = max(rivals, key=lambda rival: rival[2].mean)
+    return f"{ARMS[arm].toolkit} at t = {t:g}: {accuracy.format(unit='%')}, {_mean_speed(beyond, arm, t):.0f} images/s"
+
+STANDING_HEADER = ["t", "CoB (%)", "strongest importance", "its accuracy (%)", "CoB minus it (points)", "MACs left: CoB / it (M)",
+                   "images/s: CoB / it", "most accurate importance at least as fast as CoB"]
+
 def beyond_standing(run: dict, figures_folder: str) -> str:
-    "Where CoB stands after fine-tuning at the run's largest target against the strongest Torch-Pruning importance, from where each started."
+    """Where CoB stands after fine-tuning against the strongest Torch-Pruning importance at every target of the run's `beyond`
+    experiment: accuracy, MACs left and measured speed side by side, and the most accurate toolkit row at least as fast."""
     beyond, start = run["beyond"], unpruned_accuracy(run)
-    t = beyond_targets(beyond)[-1]
-    after = {arm: s for arm in _arms(beyond) if (s := arm_accuracy(beyond, arm, t, "after"))}
-    toolkit = [a for a in after if ARMS[a].toolkit]
-    head, where = (f"{run_kind(beyond)}, {seeds_in_words(len(beyond))}: at t = {t} after fine-tuning, ",
-                   f" Every arm and target: `{figures_folder}/beyond_table.md`.")
-    if "cob" not in after or not toolkit:
-        return head + f"{'no Torch-Pruning importance' if 'cob' in after else 'CoB'} pruned a model (each was refused, or not run).{where}"
-    def began(arm: str) -> str:
-        model = ARMS[arm].model
-        return f" (its unpruned model, {PAPER_MODELS[model]}: {start[model].format(unit='%')})" if model in start else ""
-    strongest = max(toolkit, key=lambda a: after[a].mean)
-    cob, toolkit_best = after["cob"], after[strongest]
-    return (head + f"CoB {cob.format(unit='%')}{began('cob')} is {abs(cob.mean - toolkit_best.mean):.2f} points "
-            f"{'above' if cob.mean > toolkit_best.mean else 'below'} the strongest Torch-Pruning importance, {ARMS[strongest].toolkit}, "
-            f"{toolkit_best.format(unit='%')}{began(strongest)}.{where}")
+    toolkit = [a for a in _arms(beyond) if ARMS[a].toolkit]
+    began = lambda model: f" (unpruned: {start[model].format(unit='%')})" if model in start else ""
+    lines, above, compared, not_compared = ["| " + " | ".join(STANDING_HEADER) + " |", "|" + "---|" * len(STANDING_HEADER)], [], [], []
+    for t in beyond_targets(beyond):
+        cob, ran = arm_accuracy(beyond, "cob", t, "after"), {a: s for a in toolkit if (s := arm_accuracy(beyond, a, t, "after"))}
+        if cob is None or not ran: not_compared.append(f"{t:g}"); continue
+        best = max(ran, key=lambda a: ran[a].mean)
+        compared.append(f"{t:g}")
+        if cob.mean > ran[best].mean: above.append(f"{t:g}")
+        speeds = [_mean_speed(beyond, "cob", t), _mean_speed(beyond, best, t)]
+        lines.append(f"| {t:g} | {cob.format()} | {ARMS[best].toolkit} | {ran[best].format()} | {cob.mean - ran[best].mean:+.2f} | "
+                     f"{_macs_left(beyond, 'cob', t)} / {_macs_left(beyond, best, t)} | "
+                     f"{' / '.join('not timed' if s is None else f'{s:.0f}' for s in speeds)} | {_fastest_rival(beyond, toolkit, speeds[0])} |")
+    head, listed = f"{run_kind(beyond)}, {seeds_in_words(len(beyond))}: ", ", ".join(above)
+    networks = " and ".join(f"{PAPER_MODELS[m]}{began(m)}" for m in dict.fromkeys(ARMS[a].model for a in toolkit))
+    where = f"Every arm and target: `{figures_folder}/beyond_table.md`."
+    if not compared:
+        return head + f"no target where CoB and a Torch-Pruning importance both pruned a model (each was refused, or not run). {where}"
+    skipped = f" Not compared at t = {', '.join(not_compared)}: CoB or every importance was refused there." if not_compared else ""
+    return (head + f"after fine-tuning, CoB is above the strongest Torch-Pruning importance at {len(above)} of {len(compared)} targets"
+            f"{f' (t = {listed})' if above else ''}. CoB prunes {PAPER_MODELS[ARMS['cob'].model]}{began(ARMS['cob'].model)}, the importances "
+            f"{networks}: where the networks differ, a difference is part network, part pruning. The strongest importance "
+            f"is picked at each target on the test images, a choice that favours the toolkit; images/s are means over the seeds, "
+            f"measured on the run's machine.{skipped}\n\n" + "\n".join(lines) + f"\n\n{where}")
 
 def _accuracy_cell(beyond: list[Result], arm: str, t: float) -> str:
     "`before → after` over the seeds whose row ran; or that every seed's row was refused, or that none was run."
@@ -401,6 +432,6 @@ def beyond_summary_markdown(runs: dict[str, dict], store_root: str = "results", 
     measured = (f" Images per second at batch {speeds[0][ARMS['cob'].model]['throughput_batch']} on that machine; unpruned: "
                 + ", ".join(f"{m} {Spread.of([s[m]['throughput_images_per_s'] for s in speeds]).format(digits=0)}" for m in speeds[0]) + "."
                 if speeds else " Speed not measured.")
-    standings = [f"* {beyond_standing(other, f'{figures_root}/{preset}')}" for preset, other in with_arms.items()]
-    return ("\n".join(lines) + f"\n\n{run_label(beyond, store_root)}.{measured}\n\nWhere CoB stands, on every run of the record "
-            "with these arms:\n\n" + "\n".join(standings) + "\n")
+    standings = [beyond_standing(other, f"{figures_root}/{preset}") for preset, other in with_arms.items()]
+    return ("\n".join(lines) + f"\n\n{run_label(beyond, store_root)}.{measured}\n\n#### Where CoB stands against the toolkit, on every "
+            "run of the record with these arms\n\n" + "\n\n".join(standings) + "\n")

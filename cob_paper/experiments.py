@@ -36,7 +36,7 @@ from .models import VGG, VGGConfig, count_macs, count_parameters, load_model, re
 from .prune import (ParameterTarget, PlanRefused, ProportionOfMax, ProportionOfMean, ProportionOfMedian, ZScore,
                              prune, strategy_from_dict, strategy_to_dict)
 from .results import GRID_MODELS, Result, ResultStore, SweepRow, data_description, model_description, paper_scale, recipe_length
-from .speed import inference_speed
+from .speed import inference_speed, speed_against
 from .stats import (collect_statistics, importance_in_basis, load_statistics, native_importance, random_rotations,
                              rotate_model, rotation_and_importance, save_statistics)
 from .train import Execution, TrainConfig, evaluate, finetune_recipe, relu_recipe, train, tsra_recipe
@@ -493,15 +493,12 @@ def sweep_row(run: SeedRun, arm_name: str, arm: Arm, model: VGG, importance: dic
     row.accuracy_after_finetune = evaluate(pruned, *run.test)
     return row, pruned
 
-def _speed(model: VGG, spec: dict) -> dict:
+def _speed(model: VGG, spec: dict, reference: VGG | None = None) -> dict:
+    "`model`'s measured speed; with `reference` (its unpruned model), timed in turn with it, and the speed-ups over it."
     c = model.config
-    return inference_speed(model, (c.in_channels, c.image_size, c.image_size), spec["latency_batch"], spec["throughput_batch"],
-                           spec["repeats"])
-
-def _speedup(speed: dict, unpruned: dict) -> dict:
-    "`speed` with its speed-ups over the unpruned model timed in the same process."
-    return {**speed, "latency_speedup": unpruned["latency_ms"] / speed["latency_ms"],
-            "throughput_speedup": speed["throughput_images_per_s"] / unpruned["throughput_images_per_s"]}
+    shape, batches = (c.in_channels, c.image_size, c.image_size), (spec["latency_batch"], spec["throughput_batch"])
+    if reference is None: return inference_speed(model, shape, *batches, spec["repeats"])
+    return speed_against(model, reference, shape, *batches, spec["repeats"])
 
 def run_sweep(run: SeedRun, spec: dict, log: Callable = print, arms: dict[str, Arm] | None = None) -> tuple[dict, dict]:
     "Every arm of `spec` (named in `ARMS`, or given in `arms`) pruned by every strategy; numbers: the rows; timing: seconds, speeds."
@@ -510,13 +507,14 @@ def run_sweep(run: SeedRun, spec: dict, log: Callable = print, arms: dict[str, A
     timed, rank, size = "speed" in spec, *world()
     for name in sorted({arm.model for arm in arms.values() if not arm.toolkit}):
         run.statistics(name)            # every process takes part in the pass before the rows are shared out
-    unpruned_speed = {name: _speed(run.model(name), spec["speed"]) for name in MODELS} if timed else None
+    unpruned = {name: run.model(name) for name in MODELS} if timed else {}
+    unpruned_speed = {name: _speed(model, spec["speed"]) for name, model in unpruned.items()} if timed else None
     done, prepared = {}, {}
     for i in mine(jobs):                    # every job alone; under torchrun each process takes its share of them
         arm_name, strategy = jobs[i][0], strategy_from_dict(jobs[i][1])
         if arm_name not in prepared: prepared = {arm_name: prepared_arm(run, arms[arm_name])}   # one merged arm at a time
         row, pruned = sweep_row(run, arm_name, arms[arm_name], *prepared[arm_name], strategy)
-        speed = _speedup(_speed(pruned, spec["speed"]), unpruned_speed[arms[arm_name].model]) if timed and pruned else None
+        speed = _speed(pruned, spec["speed"], unpruned[arms[arm_name].model]) if timed and pruned else None
         done[i] = (dataclasses.asdict(row), speed)
         log(f"  seed {run.seed}{f' rank {rank}' if size > 1 else ''} {arm_name:18s} {strategy}: " + (row.error[:70] if row.error else
             f"{row.percent_parameters_removed:.1f}% removed, {row.accuracy_before_finetune:.4f} -> {row.accuracy_after_finetune:.4f}"))
