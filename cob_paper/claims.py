@@ -344,9 +344,9 @@ def timed_at(beyond: list[Result], arm: str, t: float) -> list[tuple[SweepRow, d
     "Every seed's row of `arm` at `t` whose pruned model was timed, with its measured speed."
     return [(r, s) for res in beyond for r, s in timed_rows(res) if r.arm == arm and r.strategy.get("t") == t]
 
-def unpruned_accuracy(run: dict) -> dict[str, Spread]:
-    "Each model's unpruned test accuracy (%) over the seeds of the run's `beyond` experiment: where the arms that prune it start."
-    pruned = {result.seed for result in run["beyond"]}
+def unpruned_accuracy(run: dict, experiment: str = "beyond") -> dict[str, Spread]:
+    "Each model's unpruned test accuracy (%) over the seeds of the run's `experiment` (a sweep): where the arms that prune it start."
+    pruned = {result.seed for result in run[experiment]}
     seeds = [trained_models(result) for result in run.get("unpruned", []) if result.seed in pruned]
     return {model: Spread.of([100 * models[model].test_accuracy for models in seeds]) for model in (seeds[0] if seeds else {})}
 
@@ -374,10 +374,10 @@ def _fastest_rival(beyond: list[Result], toolkit: list[str], speed: float | None
 STANDING_HEADER = ["t", "CoB (%)", "strongest importance", "its accuracy (%)", "CoB minus it (points)", "MACs left: CoB / it (M)",
                    "images/s: CoB / it", "most accurate importance at least as fast as CoB"]
 
-def beyond_standing(run: dict, figures_folder: str) -> str:
-    """Where CoB stands after fine-tuning against the strongest Torch-Pruning importance at every target of the run's `beyond`
-    experiment: accuracy, MACs left and measured speed side by side, and the most accurate toolkit row at least as fast."""
-    beyond, start = run["beyond"], unpruned_accuracy(run)
+def beyond_standing(run: dict, figures_folder: str, experiment: str = "beyond") -> str:
+    """Where CoB stands after fine-tuning against the strongest Torch-Pruning importance at every target of the run's `experiment`
+    (`beyond`, or `toolkit_on_tsra`): accuracy, MACs left and measured speed side by side, and the most accurate toolkit row at least as fast."""
+    beyond, start = run[experiment], unpruned_accuracy(run, experiment)
     toolkit = [a for a in _arms(beyond) if ARMS[a].toolkit]
     began = lambda model: f" (unpruned: {start[model].format(unit='%')})" if model in start else ""
     lines, above, compared, not_compared = ["| " + " | ".join(STANDING_HEADER) + " |", "|" + "---|" * len(STANDING_HEADER)], [], [], []
@@ -392,14 +392,16 @@ def beyond_standing(run: dict, figures_folder: str) -> str:
                      f"{_macs_left(beyond, 'cob', t)} / {_macs_left(beyond, best, t)} | "
                      f"{' / '.join('not timed' if s is None else f'{s:.0f}' for s in speeds)} | {_fastest_rival(beyond, toolkit, speeds[0])} |")
     head, listed = f"{run_kind(beyond)}, {seeds_in_words(len(beyond))}: ", ", ".join(above)
-    networks = " and ".join(f"{PAPER_MODELS[m]}{began(m)}" for m in dict.fromkeys(ARMS[a].model for a in toolkit))
-    where = f"Every arm and target: `{figures_folder}/beyond_table.md`."
+    models = list(dict.fromkeys(ARMS[a].model for a in toolkit))
+    networks = (f"the same trained model, so a difference is the pruning alone" if models == [ARMS["cob"].model] else
+                " and ".join(f"{PAPER_MODELS[m]}{began(m)}" for m in models) + ": a difference is part network, part pruning")
+    where = f"Every arm and target: `{figures_folder}/{experiment}_table.md`."
     if not compared:
         return head + f"no target where CoB and a Torch-Pruning importance both pruned a model (each was refused, or not run). {where}"
     skipped = f" Not compared at t = {', '.join(not_compared)}: CoB or every importance was refused there." if not_compared else ""
     return (head + f"after fine-tuning, CoB is above the strongest Torch-Pruning importance at {len(above)} of {len(compared)} targets"
             f"{f' (t = {listed})' if above else ''}. CoB prunes {PAPER_MODELS[ARMS['cob'].model]}{began(ARMS['cob'].model)}, the importances "
-            f"{networks}: where the networks differ, a difference is part network, part pruning. The strongest importance "
+            f"{networks}. The strongest importance "
             f"is picked at each target on the test images, a choice that favours the toolkit; images/s are means over the seeds, "
             f"measured on the run's machine.{skipped}\n\n" + "\n".join(lines) + f"\n\n{where}")
 
@@ -433,5 +435,8 @@ def beyond_summary_markdown(runs: dict[str, dict], store_root: str = "results", 
                 + ", ".join(f"{m} {Spread.of([s[m]['throughput_images_per_s'] for s in speeds]).format(digits=0)}" for m in speeds[0]) + "."
                 if speeds else " Speed not measured.")
     standings = [beyond_standing(other, f"{figures_root}/{preset}") for preset, other in with_arms.items()]
+    same_network = [beyond_standing(other, f"{figures_root}/{preset}", "toolkit_on_tsra") for preset, other in runs.items()
+                    if "toolkit_on_tsra" in other]
     return ("\n".join(lines) + f"\n\n{run_label(beyond, store_root)}.{measured}\n\n#### Where CoB stands against the toolkit, on every "
-            "run of the record with these arms\n\n" + "\n\n".join(standings) + "\n")
+            "run of the record with these arms\n\n" + "\n\n".join(standings) + "\n\n#### On one network: the toolkit's importances "
+            "prune the TSRA model beside CoB (`toolkit_on_tsra`)\n\n" + ("\n\n".join(same_network) or "Not run yet.") + "\n")

@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES', 'FIXED_RATIO_TARGETS', 'THRESHOLD_TAUS',
-           'TOOLKIT_IMPORTANCES', 'TOOLKIT_BATCHES', 'ARMS', 'BEYOND_ARMS', 'FULL_EPOCHS', 'FULL_FINETUNE_EPOCHS',
-           'SEEDS_RUN_EPOCHS', 'SEEDS_RUN_FINETUNE_EPOCHS', 'TSRA_STUDY_VARIANTS', 'TSRA_STUDY_CONTROLS',
-           'STUDY_EPOCHS', 'PRESETS', 'MODELS', 'CALIBRATION_BATCH', 'GRID_FIELD', 'RUNNERS', 'RunSettings',
-           'ReproductionConfig', 'sweep', 'paper_experiments', 'Arm', 'beyond_experiment', 'tsra_grid', 'grid_entries',
+           'TOOLKIT_IMPORTANCES', 'TOOLKIT_BATCHES', 'TSRA_TOOLKIT_IMPORTANCES', 'ARMS', 'TOOLKIT_ON_TSRA_ARMS',
+           'BEYOND_ARMS', 'BEYOND_TARGETS', 'BEYOND_SPEED', 'FULL_EPOCHS', 'FULL_FINETUNE_EPOCHS', 'SEEDS_RUN_EPOCHS',
+           'SEEDS_RUN_FINETUNE_EPOCHS', 'TSRA_STUDY_VARIANTS', 'TSRA_STUDY_CONTROLS', 'STUDY_EPOCHS', 'PRESETS',
+           'MODELS', 'CALIBRATION_BATCH', 'GRID_FIELD', 'RUNNERS', 'RunSettings', 'ReproductionConfig', 'sweep',
+           'paper_experiments', 'Arm', 'beyond_experiment', 'toolkit_on_tsra_experiment', 'tsra_grid', 'grid_entries',
            'selected_sweep', 'check_spec', 'default_device', 'default_preset', 'paper_config', 'full_config',
            'full_seeds_config', 'quick_config', 'laptop_config', 'smoke_config', 'tsra_study_experiments',
            'tsra_study_config', 'tsra_study_laptop_config', 'describe', 'Workspace', 'preset_of', 'reproduce_command',
@@ -148,14 +149,23 @@ class Arm:
 
 TOOLKIT_IMPORTANCES = ("l1", "l2", "bn_scale", "lamp", "taylor")
 TOOLKIT_BATCHES = 2          # labelled calibration batches (of CALIBRATION_BATCH images) for the Taylor importance's gradients
+TSRA_TOOLKIT_IMPORTANCES = tuple(name for name in TOOLKIT_IMPORTANCES if name != "bn_scale")   # the TSRA model has no BatchNorm scale
 ARMS = {"baseline": Arm("tsra"), "cob": Arm("tsra", "pca"), "random_rotation": Arm("tsra", "random"),
         "cob_exact_removal": Arm("tsra", "pca", exact_removal=True), "relu": Arm("relu"),
-        **{f"relu_tp_{name}": Arm("relu", toolkit=name) for name in TOOLKIT_IMPORTANCES}}
-BEYOND_ARMS = list(ARMS)
+        **{f"relu_tp_{name}": Arm("relu", toolkit=name) for name in TOOLKIT_IMPORTANCES},
+        **{f"tsra_tp_{name}": Arm("tsra", toolkit=name) for name in TSRA_TOOLKIT_IMPORTANCES}}
+TOOLKIT_ON_TSRA_ARMS = ["cob", *(f"tsra_tp_{name}" for name in TSRA_TOOLKIT_IMPORTANCES)]
+# the toolkit on the TSRA model is an experiment of its own, so that the beyond experiment's arms, and so its digest, stay as recorded
+BEYOND_ARMS = [name for name in ARMS if name not in TOOLKIT_ON_TSRA_ARMS[1:]]
+BEYOND_TARGETS, BEYOND_SPEED = (0.3, 0.5, 0.7, 0.8, 0.9), {"latency_batch": 1, "throughput_batch": 256, "repeats": 20}
 
-def beyond_experiment(ratios=(0.3, 0.5, 0.7, 0.8, 0.9), arms=BEYOND_ARMS, speed: dict | None = None) -> dict:
-    "Every arm, this project's controls and the toolkit's importances included, at the parameter targets `ratios`, timed."
-    return sweep(arms, [ParameterTarget(t) for t in ratios], speed or {"latency_batch": 1, "throughput_batch": 256, "repeats": 20})
+def beyond_experiment(ratios=BEYOND_TARGETS, arms=BEYOND_ARMS, speed: dict | None = None) -> dict:
+    "Every arm, this project's controls and the toolkit's importances on the ReLU control included, at the parameter targets `ratios`, timed."
+    return sweep(arms, [ParameterTarget(t) for t in ratios], speed or BEYOND_SPEED)
+
+def toolkit_on_tsra_experiment(ratios=BEYOND_TARGETS, speed: dict | None = None) -> dict:
+    "CoB beside the toolkit's importances on the same trained TSRA model, at the parameter targets `ratios`, timed: no network differs."
+    return sweep(TOOLKIT_ON_TSRA_ARMS, [ParameterTarget(t) for t in ratios], speed or BEYOND_SPEED)
 
 # %% ../nbs/07_experiments.ipynb #db13b359
 _VARIANT_NAME = re.compile(r"[a-z0-9_]+")
@@ -222,7 +232,8 @@ def paper_config(**overrides) -> ReproductionConfig:
 def full_config(epochs: float = FULL_EPOCHS, finetune_epochs: float = FULL_FINETUNE_EPOCHS, **overrides) -> ReproductionConfig:
     "The paper's models on all of CIFAR-10 with a short schedule, for one GPU."
     return ReproductionConfig(**{"preset": "full", "seeds": [0, 1, 2],
-                                 "experiments": {**paper_experiments(), "beyond": beyond_experiment()},
+                                 "experiments": {**paper_experiments(), "beyond": beyond_experiment(),
+                                                 "toolkit_on_tsra": toolkit_on_tsra_experiment()},
                                  "tsra_train": tsra_recipe(epochs=epochs, warmup_steps=-1), "relu_train": relu_recipe(epochs=epochs),
                                  "finetune": finetune_recipe(epochs=finetune_epochs),
                                  "settings": RunSettings(Execution(checkpoint_every=500)), **overrides})
@@ -252,16 +263,16 @@ def laptop_config(**overrides) -> ReproductionConfig:
     return _cpu_config("laptop", 1 / 8, None, None, epochs=6, warmup_steps=-1, finetune={"epochs": 0.2}, batch_size=128, log_every=50,
                        overrides={"calibration_size": 5000, "seeds": [0, 1, 2],
                                   "experiments": {**paper_experiments(FIXED_RATIO_TARGETS[1:]),
-                                                  "beyond": beyond_experiment(speed={"latency_batch": 1, "throughput_batch": 256,
-                                                                                     "repeats": 10})},
+                                                  "beyond": beyond_experiment(speed=(laptop_speed := {**BEYOND_SPEED, "repeats": 10})),
+                                                  "toolkit_on_tsra": toolkit_on_tsra_experiment(speed=laptop_speed)},
                                   **overrides})
 
 def smoke_config(**overrides) -> ReproductionConfig:
     "The smallest end-to-end run, for tests."
     return _cpu_config("smoke", 1 / 16, 1000, 500, epochs=1, warmup_steps=2, finetune={"steps": 3}, batch_size=100, log_every=5,
                        overrides={"experiments": {**paper_experiments((0.3, 0.7), {"ZScore": [0.0], "ProportionOfMax": [0.1]}),
-                                                  "beyond": beyond_experiment((0.5,), speed={"latency_batch": 1, "throughput_batch": 8,
-                                                                                           "repeats": 2})},
+                                                  "beyond": beyond_experiment((0.5,), speed=(smoke_speed := {**BEYOND_SPEED, "throughput_batch": 8, "repeats": 2})),
+                                                  "toolkit_on_tsra": toolkit_on_tsra_experiment((0.5,), speed=smoke_speed)},
                                   **overrides})
 
 def _gains(**changes) -> dict: return {"tsra": {**VGGConfig().tsra, **changes}}

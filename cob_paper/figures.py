@@ -433,6 +433,10 @@ def write_run_figures(run: Run, folder: Path, store_root: str = "results") -> li
         written += save_figure(figure_beyond(run["beyond"], "speedup", store_root), folder / "beyond_accuracy_vs_speedup")
         written += write_table(beyond_table(run["beyond"]), folder / "beyond_table",
                                "Beyond the paper: every arm at the same parameter targets.", run_label(run['beyond'], store_root))
+    if "toolkit_on_tsra" in run:
+        written += write_table(beyond_table(run["toolkit_on_tsra"]), folder / "toolkit_on_tsra_table",
+                               "On one network: CoB and the toolkit's importances, each pruning the TSRA model.",
+                               run_label(run["toolkit_on_tsra"], store_root))
     if "grid" in run:
         written += write_table(grid_table(run["grid"]), folder / "study_grid",
                                "TSRA study: every configuration on the held-out images.", run_label(run['grid'], store_root))
