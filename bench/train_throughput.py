@@ -12,8 +12,9 @@ steps after `--warmup` untimed ones, then evaluates it:
   Triton kernel on CUDA when eager), without and with compilation.
 
 Per rung: training and evaluation images/s (steady state), the first step's seconds (compilation included), peak
-memory, and the largest logit difference from the eager model on the same weights and batch, in float32 (a rung is
-only worth using if it computes the same function). First, the statistics pass (chapter 3) in seconds per 10,000
+memory (on CUDA the rung's own: its model, training and evaluation, over what was held before it was built, which is
+the data; on a CPU the process's peak resident set), and the largest logit difference from the eager model on the same
+weights and batch, in true float32 (TF32 off: a rung is only worth using if it computes the same function). First, the statistics pass (chapter 3) in seconds per 10,000
 images, on the TSRA model; then the rungs one at a time, each for both models, `authors` last, the results file
 rewritten after each, so that a ladder cut short by a time limit keeps what it measured. Ratios: each rung over
 `authors`, and TSRA over the ReLU control per rung.
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import peak_bytes, reset_peak, synchronize, timed, write_bench
 from cob_paper.data import CIFAR10, CIFAR10_MEAN, CIFAR10_STD, batches, find_cifar10, load_cifar10
 from cob_paper.models import VGG, relu_vgg_config, tsra_vgg_config
-from cob_paper.stats import collect_statistics
+from cob_paper.stats import collect_statistics, full_precision_matmul
 from cob_paper.train import Execution, evaluate, relu_recipe, train, tsra_recipe
 from cob_paper.tsra import TSRA, logistic_gains
 
@@ -113,12 +114,15 @@ def rung_model(name: str, rung: str, width: float, device) -> VGG:
 
 def measure(name: str, rung: str, data, test, args, device) -> dict:
     _, make_recipe = MODELS[name]
+    held = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0      # the data, and nothing of this rung's
     model, reference = rung_model(name, rung, args.width, device), rung_model(name, "eager", args.width, device)
     probe = next(batches(test[0][:256], batch_size=256, device=device)).float()
-    with torch.no_grad():          # the same weights, float32, eval mode: does the rung compute the eager function?
-        compiled = "compiled" in rung
+    compiled = "compiled" in rung
+    # the same weights, eval mode, true float32 (with TF32 on, correct rungs differed by 6e-5 to 7e-5 on an H100): the eager function?
+    with torch.no_grad(), full_precision_matmul():
         check = torch.compile(copy.deepcopy(model)) if compiled else model
         difference = (check.eval()(probe) - reference.eval()(probe)).abs().max().item()
+    del check, reference, probe             # the check's copies are not the rung's memory
     reset_peak(device)
     if rung == "authors":
         row = authors_train(model, data, args.batch_size, args.steps, args.warmup, make_recipe(), device)
@@ -137,7 +141,7 @@ def measure(name: str, rung: str, data, test, args, device) -> dict:
         evaluate(evaluated, *test)                                   # warm-up (and compilation for evaluation)
         eval_seconds, _ = timed(device, lambda: evaluate(evaluated, *test))
     return {"model": name, "rung": rung, **row, "eval_images_per_s": len(test[1]) / eval_seconds,
-            "peak_memory_bytes": peak_bytes(device), "max_abs_logit_difference": difference}
+            "peak_memory_bytes": peak_bytes(device) - held, "max_abs_logit_difference": difference}
 
 
 def statistics_pass(data, args, device) -> dict:
@@ -160,6 +164,9 @@ def main():
     parser.add_argument("--synthetic", action="store_true", help="random images instead of CIFAR-10 (timing only)")
     parser.add_argument("--out", default="runs/bench", help="results/bench to change the record")
     args = parser.parse_args()
+    for option, names, known in (("--rungs", args.rungs, RUNGS), ("--models", args.models, tuple(MODELS))):
+        if unknown := [n for n in names.split(",") if n not in known]:     # else measured under a name it is not
+            parser.error(f"{option}: unknown {unknown}; choose among {', '.join(known)} (comma-separated).")
     started, device = time.perf_counter(), torch.device(args.device)
     args.width, args.batch_size = (1.0, 1024) if args.full else (1 / 8, 128)
     if args.steps is None: args.steps = 30 if args.full else 20
@@ -176,7 +183,9 @@ def main():
     data = cifar.subset(train_size=args.batch_size * (args.steps + args.warmup + 1)).to(device)
     test = (cifar.test_images[:2000].to(device), cifar.test_labels[:2000].to(device))
     config = {"width_multiplier": args.width, "batch_size": args.batch_size, "timed_steps": args.steps, "warmup_steps": args.warmup,
-              "models": args.models.split(","), "rungs": args.rungs.split(","), "synthetic_data": args.synthetic, "seed": 0}
+              "models": args.models.split(","), "rungs": args.rungs.split(","), "synthetic_data": args.synthetic, "seed": 0,
+              "peak_memory": "CUDA: the rung's model, training and evaluation, over what was held before it (the data)"
+                             if device.type == "cuda" else "the process's peak resident set"}
     # the statistics pass first and the rungs in order of cost, each for both models, so that a ladder cut short by a
     # time limit (the first call on a lent GPU gives it a couple of minutes) keeps the cheap comparisons of both models
     try: statistics = statistics_pass(data, args, device)

@@ -485,9 +485,9 @@ def prepared_arm(run: SeedRun, arm: Arm) -> tuple[VGG, dict | None]:
 def _pruned(run: SeedRun, arm: Arm, model: VGG, importance: dict | None, strategy):
     pruned = copy.deepcopy(model)
     if arm.toolkit:
-        from cob_paper.tp_plugin import prune_with_torch_pruning       # the optional `compare` extra (a parameter target: check_spec)
-        pruned, report = prune_with_torch_pruning(pruned, arm.toolkit, strategy.t,
-                                                  calibration_batches=run.calibration_labelled[:TOOLKIT_BATCHES])
+        from cob_paper.tp_plugin import TAKES_DATA, prune_with_torch_pruning   # the optional `compare` extra (a parameter target: check_spec)
+        batches = run.calibration_labelled[:TOOLKIT_BATCHES] if arm.toolkit in TAKES_DATA else None
+        pruned, report = prune_with_torch_pruning(pruned, arm.toolkit, strategy.t, calibration_batches=batches)
     else: report = prune(pruned, importance, strategy, exact_removal=arm.exact_removal)
     return pruned, report
 

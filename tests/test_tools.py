@@ -186,3 +186,107 @@ def test_the_probes_fused_unit_check_passes_here_and_catches_another_function(mo
     assert probe.fused_unit_check(torch.device("cpu"))["ok"]
     monkeypatch.setattr(probe, "FusedRMSNormTSRA", lambda split: FusedRMSNormTSRA(split, a_U=2.0))   # other gains: another function
     assert not probe.fused_unit_check(torch.device("cpu"))["ok"]
+
+
+def _plan(tmp_path, *extra, script="reproduce.py", probe_overrides=None):
+    "Run a lent-GPU script on a small probe, with no data (anything that would train fails fast)."
+    import json, subprocess
+    from cob_paper.experiments import full_config
+    probe = {"tsra": {"step_s": 0.045}, "relu": {"step_s": 0.012}, "merge_check": {"statistics_s_per_image": 1e-4},
+             "finetune_rows": [{"finetune_step_s": 0.02, "row_fixed_s": 0.5}], "config": {"batch_size": full_config().tsra_train.batch_size},
+             **(probe_overrides or {})}
+    (tmp_path / "probe.json").write_text(json.dumps(probe))
+    return subprocess.run([sys.executable, str(TOOLS / script), "--probe", str(tmp_path / "probe.json"), "--out", str(tmp_path),
+                           "--runs", str(tmp_path / "runs"), "--data", str(tmp_path / "no-data"), *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_plan_estimated_over_the_commands_limit_is_refused_before_training(tmp_path):
+    refused = _plan(tmp_path, "--budget", "100", "--limit", "100", "--schedule-of", "full", "--seed-ids", "1")
+    assert refused.returncode == 2 and "over the 100 s the command has" in refused.stderr, refused.stderr[-2000:]
+    assert "--schedule-of full_seeds" in refused.stderr and not (tmp_path / "schedule.json").exists()
+    said = _plan(tmp_path, "--budget", "100", "--limit", "100", "--schedule-of", "full", "--seed-ids", "1", "--dry-run")
+    assert said.returncode == 0 and "--dry-run: refused outside it: the plan" in said.stdout
+    schedule = {"epochs": 100, "finetune_epochs": 3, "seeds": 1, "estimated_s": 549.0, "engine": {"rung": "fused"}}
+    assert gpu_reproduce.over_the_limit(schedule, 570) is None
+    assert "estimated at 549 s, over the 540 s" in gpu_reproduce.over_the_limit(schedule, 540)
+
+
+def test_a_presets_schedule_needs_the_seeds_it_adds_and_only_runs_part_of_it(tmp_path):
+    import json
+    refused = _plan(tmp_path, "--budget", "500", "--schedule-of", "full", "--dry-run")      # seed 0 is in the record
+    assert refused.returncode == 2 and "name them with --seed-ids" in refused.stderr
+    refused = _plan(tmp_path, "--budget", "500", "--only", "beyond", "--dry-run")
+    assert refused.returncode == 2 and "give its schedule with --schedule-of" in refused.stderr
+    assert _plan(tmp_path, "--budget", "500", "--schedule-of", "full", "--seed-ids", "1", "--dry-run").returncode == 0
+    whole = json.loads((tmp_path / "schedule.json").read_text())
+    assert _plan(tmp_path, "--budget", "500", "--schedule-of", "full", "--seed-ids", "1", "--only", "beyond", "--dry-run").returncode == 0
+    beyond = json.loads((tmp_path / "schedule.json").read_text())
+    from cob_paper.experiments import full_config
+    # beyond alone, on models trained earlier: its rows, nothing trained, the models' schedule and digests unchanged
+    assert beyond["only"] == ["beyond"] and beyond["inputs"]["rows_per_seed"] == gpu_reproduce.sweep_row_count(full_config(), ["beyond"])
+    assert beyond["inputs"]["train_epoch_s"] == 0 and (beyond["epochs"], beyond["finetune_epochs"]) == (whole["epochs"], whole["finetune_epochs"])
+    assert beyond["digests"] == whole["digests"] and beyond["estimated_s"] < whole["estimated_s"]
+
+
+def test_a_study_shorter_than_worth_running_is_refused(tmp_path):
+    study = _load("study")
+    probe = {"tsra": {"step_s": 0.045}, "relu": {"step_s": 0.012}, "merge_check": {"statistics_s_per_image": 1e-4},
+             "finetune_rows": [{"finetune_step_s": 0.02, "row_fixed_s": 0.5}]}
+    assert study.too_short(study.choose_epochs(probe, 5000), False) is None
+    short = study.choose_epochs(probe, 250)
+    assert short["epochs"] < study.MIN_STUDY_EPOCHS and f"{short['epochs']} epoch(s) per model" in study.too_short(short, False)
+    refused = _plan(tmp_path, "--budget", "250", script="study.py")
+    assert refused.returncode == 2 and f"is under the {study.MIN_STUDY_EPOCHS} worth a study" in refused.stderr, refused.stderr[-2000:]
+    assert not (tmp_path / "study_schedule.json").exists()
+    refused = _plan(tmp_path, "--budget", "5000", "--epochs", "2", script="study.py")
+    assert refused.returncode == 2 and "--epochs, 2 epoch(s) per model" in refused.stderr
+
+
+def test_the_ladder_refuses_rungs_it_does_not_have_and_checks_in_true_float32():
+    import subprocess, torch
+    bench = Path(__file__).resolve().parents[1] / "bench" / "train_throughput.py"
+    refused = subprocess.run([sys.executable, str(bench), "--rungs", "eager,author"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "unknown ['author']; choose among eager, fused" in refused.stderr
+    spec = importlib.util.spec_from_file_location("train_throughput", bench)
+    ladder = importlib.util.module_from_spec(spec); spec.loader.exec_module(ladder)
+    from cob_paper.stats import full_precision_matmul
+    assert ladder.full_precision_matmul is full_precision_matmul     # the library's switch (tested in nbs/03_stats), not a copy
+    assert "with torch.no_grad(), full_precision_matmul():" in bench.read_text()       # around the logit check
+
+
+def _repo(tmp_path):
+    "A git repository with one commit, in tmp_path / 'repo'."
+    import subprocess
+    repo = tmp_path / "repo"; repo.mkdir()
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *a], check=True, capture_output=True, text=True).stdout.strip()
+    (repo / "code.py").write_text("x = 1\n"); (repo / ".gitignore").write_text(".data/\n.whl/\n")
+    git("init", "-q"); git("add", "."); git("commit", "-qm", "one")
+    return repo, git
+
+
+def test_stage_refuses_a_label_that_is_not_the_code_that_runs(tmp_path):
+    import subprocess
+    repo, git = _repo(tmp_path)
+    stage = lambda commit: subprocess.run(["bash", str(TOOLS / "stage.sh"), "nothing"], cwd=repo, capture_output=True, text=True,
+                                          env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out"), "COB_PAPER_GIT_COMMIT": commit})
+    head = git("rev-parse", "HEAD")
+    assert "is not this checkout's HEAD" in stage("abc123").stdout
+    assert "usage:" in stage(head[:7]).stdout                   # the label checked, the (unknown) call refused after it
+    (repo / "code.py").write_text("x = 2\n")
+    assert "tracked files differ from HEAD" in stage(head).stdout
+
+
+def test_preflight_refuses_uncommitted_code_and_a_call_over_64_mib(tmp_path):
+    import os, subprocess
+    repo, git = _repo(tmp_path)
+    preflight = lambda: subprocess.run(["bash", str(TOOLS / "preflight.sh")], cwd=repo, capture_output=True, text=True)
+    for part in "ab": (repo / ".data" / "packed" / part).mkdir(parents=True); (repo / ".data" / "packed" / part / "manifest.json").write_text("{}")
+    (repo / ".whl").mkdir(); (repo / ".whl" / "torch_pruning-1.6.1-py3-none-any.whl").write_bytes(b"0" * 1000)
+    fits = preflight()
+    assert fits.returncode == 0 and f"COB_PAPER_GIT_COMMIT={git('rev-parse', 'HEAD')}" in fits.stdout and "call 2 carries .data/packed/b .whl" in fits.stdout
+    with open(repo / ".data" / "packed" / "b" / "b.xz", "wb") as f: f.truncate(65 * 2**20)     # sparse: counted at its size
+    over = preflight()
+    assert over.returncode == 1 and "a call is over 64 MiB" in over.stdout and "call 1 carries .data/packed/a" in over.stdout
+    (repo / "code.py").write_text("x = 2\n")
+    assert "tracked files differ from HEAD" in preflight().stdout

@@ -6,11 +6,13 @@ so every experiment runs in one command. For each engine that may train the mode
 (epochs per model, the same for both) and the fine-tuning length are the longest that the step times measured by
 `tools/gpu/probe.py` on the same machine say will let every seed of the `full` preset's paper experiments finish within
 `--budget` seconds (several seeds at a shorter schedule are preferred to one seed at a longer one); the engine that
-trains longest is used. `--schedule-of PRESET` takes that preset's schedule instead (with `--seed-ids`, a session adds
-seeds to a run of the record). The choice, the estimate and its inputs go to `schedule.json`. The run then goes seed
-by seed, experiment by experiment, archiving every results file to `OUT/results.tar` as each experiment ends, so a run
-cut short still leaves what it finished; the `beyond` experiment runs last, for as many seeds as the time up to
-`--limit` allows. A schedule chosen here becomes `FULL_EPOCHS`/`FULL_FINETUNE_EPOCHS` (or the `full_seeds` preset's
+trains longest is used. `--schedule-of PRESET` with `--seed-ids` takes that preset's schedule instead, for those seeds:
+a session adds seeds to a run of the record (`--only` runs some of its experiments, e.g. `beyond` on models trained
+earlier in `--runs`). The choice, the estimate and its inputs go to `schedule.json`; a plan estimated over `--limit`
+(the seconds the command has) is refused before anything trains. The run then goes seed by seed, experiment by
+experiment, archiving every results file to `OUT/results.tar` as each experiment ends, so a run cut short still leaves
+what it finished; this project's experiments (`beyond`, then `toolkit_on_tsra`) run last, each for as many seeds as the time
+up to `--limit` allows. A schedule chosen here becomes `FULL_EPOCHS`/`FULL_FINETUNE_EPOCHS` (or the `full_seeds` preset's
 `SEEDS_RUN_*`) afterwards, so that a preset names the same config.
 
     python tools/gpu/reproduce.py --probe probe.json --budget 450 --out $OUT --runs .data/runs   # on the GPU
@@ -28,7 +30,8 @@ from cob_paper.train import steps_per_epoch
 # (fine-tuning epochs, fewest training epochs worth taking with it), most fine-tuning first
 CHOICES = ((3, 60), (2, 30), (1, 15))
 MAX_EPOCHS, EPOCH_GRANULARITY, FIXED_OVERHEAD_S = 100, 5, 25.0
-PAPER_EXPERIMENTS = tuple(paper_experiments())     # the paper's experiments of the full preset; beyond is this project's
+COMMAND_LIMIT_S = 600       # the longest command a lent GPU runs: the limit of a plan when no --limit is given
+PAPER_EXPERIMENTS = tuple(paper_experiments())     # the paper's experiments of the full preset; beyond and toolkit_on_tsra are this project's
 
 
 def sweep_row_count(config, names=PAPER_EXPERIMENTS) -> int:
@@ -88,18 +91,22 @@ def ladder_engines(ladder: dict, probe: dict) -> list[dict]:
 
 
 def choose_schedule(probe: dict, budget_s: float, seeds: int = 3, engine: dict | None = None,
-                    fixed: tuple[float, float] | None = None) -> dict:
-    """Epochs per model and fine-tuning epochs that let `seeds` seeds of the paper experiments fit `budget_s` with `engine`;
-    or, given `fixed` (epochs, fine-tuning epochs), the estimate of that schedule."""
+                    fixed: tuple[float, float] | None = None, names=PAPER_EXPERIMENTS) -> dict:
+    """Epochs per model and fine-tuning epochs that let `seeds` seeds of the experiments `names` (the paper's) fit
+    `budget_s` with `engine`; or, given `fixed` (epochs, fine-tuning epochs), the estimate of that schedule. Without
+    "unpruned" among `names`, the models exist already: nothing trains, so only `fixed` can name them."""
     engine = engine or probe_engines(probe)[0]
+    trains = "unpruned" in names
+    if not trains and not fixed: raise ValueError(f"experiments {list(names)} train no models: give the schedule of the models they use.")
     template = full_config()
     per_epoch = steps_per_epoch(template.training_images, template.tsra_train.batch_size)   # every recipe's (timed_at_another_batch)
-    rows = sweep_row_count(template)
+    rows = sweep_row_count(template, names)
     finetune_step, row_fixed = row_costs(probe, engine["fused_tsra"])
-    train_epoch = per_epoch * sum(engine["step_s"].values())
+    train_epoch = per_epoch * sum(engine["step_s"].values()) if trains else 0.0
     statistics = 2 * template.calibration_size * probe["merge_check"]["statistics_s_per_image"]     # one pass per model and seed
+    compiling = sum(engine["first_step_s"].values()) if trains else 0.0
     def fixed_per_seed(finetune_epochs):
-        return statistics + sum(engine["first_step_s"].values()) + rows * (row_fixed + finetune_epochs * per_epoch * finetune_step)
+        return statistics + compiling + rows * (row_fixed + finetune_epochs * per_epoch * finetune_step)
     if fixed: epochs, finetune_epochs = fixed
     else:
         for finetune_epochs, fewest in CHOICES:
@@ -151,9 +158,24 @@ def longest(schedules: list[dict]) -> dict:
 
 
 def choose_engine_and_schedule(probe: dict, budget_s: float, seeds: int, ladder: dict | None = None,
-                               fixed: tuple[float, float] | None = None) -> dict:
+                               fixed: tuple[float, float] | None = None, names=PAPER_EXPERIMENTS) -> dict:
     "The schedule of the usable engine (`usable_engines`) that trains longest in the budget (or with `fixed`), then ends soonest."
-    return longest([choose_schedule(probe, budget_s, seeds, engine=e, fixed=fixed) for e in usable_engines(probe, ladder)])
+    return longest([choose_schedule(probe, budget_s, seeds, engine=e, fixed=fixed, names=names) for e in usable_engines(probe, ladder)])
+
+
+def over_the_limit(schedule: dict, limit_s: float) -> str | None:
+    "Why a plan cannot finish in the `limit_s` seconds its command has, or None: its estimate is over them."
+    if schedule["estimated_s"] <= limit_s: return None
+    return (f"the plan ({schedule['epochs']} epochs per model, {schedule['finetune_epochs']} fine-tuning epochs, "
+            f"{schedule['seeds']} seed(s), engine {schedule['engine']['rung']}) is estimated at {schedule['estimated_s']:.0f} s, "
+            f"over the {limit_s:.0f} s the command has (--limit, else {COMMAND_LIMIT_S} s): it would be stopped mid-run. "
+            f"Run fewer seeds (one --seed-ids), a shorter schedule (--schedule-of full_seeds), or fewer experiments (--only).")
+
+
+def refuse(parser: argparse.ArgumentParser, args, why: str):
+    "Refuse the run (exit 2, before anything trains), except under --check or --dry-run, which say so and go on."
+    if not (args.check or args.dry_run): parser.error(why)
+    print(f"{'--check' if args.check else '--dry-run'}: refused outside it: {why}", flush=True)
 
 
 def engine_settings(config, engine: dict) -> RunSettings:
@@ -187,14 +209,22 @@ def gpu_run_parser(description: str, seeds: int, schedule_file: str) -> argparse
 
 def main():
     parser = gpu_run_parser(__doc__, 3, "schedule.json")
-    parser.add_argument("--limit", type=float, help="seconds until the command is stopped (default: the budget); the beyond "
-                        "experiment, after the schedule, may use the time between budget and limit")
+    parser.add_argument("--limit", type=float, help="seconds until the command is stopped: a plan estimated over them is "
+                        f"refused (without --limit, over {COMMAND_LIMIT_S} s, a lent GPU's longest command); the beyond and "
+                        "toolkit_on_tsra experiments, after the plan, may use the time up to them (without --limit, up to the budget)")
     schedules_of = [name for name, make in PRESETS.items() if make().preset == "full"]
-    parser.add_argument("--schedule-of", choices=schedules_of, help="the schedule of this preset instead of the budget's choice: "
-                        "with --seed-ids, one session adds seeds to that run of the record (seeds add up, one file each)")
+    parser.add_argument("--schedule-of", choices=schedules_of, help="the schedule of this preset instead of the budget's choice, "
+                        "with --seed-ids: one session adds seeds to that run of the record (seeds add up, one file each)")
     parser.add_argument("--seed-ids", type=int, nargs="+", help="run these seeds of the full preset instead of 0 .. SEEDS-1")
+    parser.add_argument("--only", nargs="+", choices=list(full_config().experiments), help="only these experiments, with "
+                        "--schedule-of (e.g. beyond, on the models an earlier command trained in --runs, or unpruned beyond)")
     args = parser.parse_args()
     started, device = time.perf_counter(), "cuda" if torch.cuda.is_available() else "cpu"
+    if args.schedule_of and not args.seed_ids:     # seed 0 of every run of the record is there already
+        parser.error(f"--schedule-of {args.schedule_of} adds seeds to a run of the record: name them with --seed-ids "
+                     f"(seed 0 is in the record; its file would be computed again).")
+    if args.only and not args.schedule_of:
+        parser.error(f"--only {' '.join(args.only)} runs part of a run of the record: give its schedule with --schedule-of and --seed-ids.")
     probe = json.loads(Path(args.probe).read_text())
     ladder = read_ladder(args.ladder)
     seeds = args.seed_ids or list(range(args.seeds))
@@ -203,18 +233,21 @@ def main():
     if not args.check and (why := timed_at_another_batch(probe, ladder, full_config())): parser.error(why)
     given = PRESETS[args.schedule_of]() if args.schedule_of else None
     fixed = (given.tsra_train.epochs, given.finetune.epochs) if given else None
-    schedule = choose_engine_and_schedule(probe, args.budget, len(seeds), ladder, fixed)
-    config = full_config(epochs=schedule["epochs"], finetune_epochs=schedule["finetune_epochs"])
-    if args.check: config = smoke_config()
+    planned = args.only or PAPER_EXPERIMENTS         # beyond and toolkit_on_tsra, unless named, are fitted in after the plan (see the end)
+    schedule = choose_engine_and_schedule(probe, args.budget, len(seeds), ladder, fixed, planned)
     engine = schedule["engine"]
-    config = dataclasses.replace(config, seeds=seeds, settings=engine_settings(config, engine))
-    out = Path(args.out)
-    schedule.update({"seed_ids": seeds, "schedule_of": args.schedule_of, "digests": {n: config.digest(n) for n in config.experiments},
-                     "probe": probe, **provenance(device)})
-    write_json(out / "schedule.json", schedule)
     print(f"schedule: {schedule['epochs']} epochs per model, {schedule['finetune_epochs']} fine-tuning epochs, seeds {seeds}, "
+          f"{'experiments ' + ' '.join(args.only) + ', ' if args.only else ''}"
           f"engine {engine['rung']}, estimated {schedule['estimated_s']:.0f} s of a {args.budget:.0f} s budget "
           f"(engines considered: {schedule['engines_considered']})", flush=True)
+    if why := over_the_limit(schedule, args.limit if args.limit is not None else COMMAND_LIMIT_S): refuse(parser, args, why)
+    config = full_config(epochs=schedule["epochs"], finetune_epochs=schedule["finetune_epochs"])
+    if args.check: config = smoke_config()
+    config = dataclasses.replace(config, seeds=seeds, settings=engine_settings(config, engine))
+    out = Path(args.out)
+    schedule.update({"seed_ids": seeds, "schedule_of": args.schedule_of, "only": args.only,
+                     "digests": {n: config.digest(n) for n in config.experiments}, "probe": probe, **provenance(device)})
+    write_json(out / "schedule.json", schedule)
     if schedule["estimated_s"] > args.budget:
         print(f"WARNING: {'the given' if fixed else 'even the shortest'} schedule is estimated at {schedule['estimated_s']:.0f} s, "
               f"over the {args.budget:.0f} s "
@@ -224,16 +257,23 @@ def main():
     def finished(name, seed):
         export_results(workspace.results.root, out)
         print(f"== {name} seed {seed} done at {time.perf_counter() - started:.0f} s", flush=True)
+    paper = [n for n in PAPER_EXPERIMENTS if n in config.experiments and (not args.only or n in args.only)]
     for seed in config.seeds:
-        for name in (n for n in PAPER_EXPERIMENTS if n in config.experiments):
+        for name in paper:
             reproduce(workspace, dataclasses.replace(config, seeds=[seed]), only=[name]); finished(name, seed)
-    if "beyond" in config.experiments:
-        per_row = (time.perf_counter() - started) / max(1, len(config.seeds) * sweep_row_count(config))
-        for seed in config.seeds:
-            left = (args.limit or args.budget) - (time.perf_counter() - started)
-            if per_row * sweep_row_count(config, ["beyond"]) > left:
-                print(f"== beyond seed {seed}: not started, about {per_row * sweep_row_count(config, ['beyond']):.0f} s needed, {left:.0f} s left"); break
-            reproduce(workspace, dataclasses.replace(config, seeds=[seed]), only=["beyond"]); finished("beyond", seed)
+    extras = [n for n in config.experiments if n not in PAPER_EXPERIMENTS and (not args.only or n in args.only)]
+    if extras:
+        # a row's seconds: as the sweeps of this command took (training included: on the safe side), else as estimated
+        ran = len(config.seeds) * sweep_row_count(config, paper)
+        inputs = schedule["inputs"]
+        per_row = ((time.perf_counter() - started) / ran if ran else
+                   inputs["row_fixed_s"] + schedule["finetune_epochs"] * inputs["steps_per_epoch"] * inputs["finetune_step_s"])
+        for name in extras:          # each experiment that fits, seed by seed: a smaller one may fit where a larger one did not
+            for seed in config.seeds:
+                left, needed = (args.limit or args.budget) - (time.perf_counter() - started), per_row * sweep_row_count(config, [name])
+                if needed > left:
+                    print(f"== {name} seed {seed}: not started, about {needed:.0f} s needed, {left:.0f} s left"); break
+                reproduce(workspace, dataclasses.replace(config, seeds=[seed]), only=[name]); finished(name, seed)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ The grid trains 1 + len(TSRA_STUDY_VARIANTS) TSRA models and 1 + len(TSRA_STUDY_
 the same schedule; the fixed-ratio sweeps of the paper's TSRA and of the chosen variant follow. The epochs per model are the most that
 the step times measured by `tools/gpu/probe.py` on the same machine say will let all of it finish within `--budget`
 seconds for `--seeds` seeds, with the engine that trains longest, chosen as in `reproduce.py` (variants the fused unit
-cannot compute train unfused); `--epochs` gives them instead. Each experiment's results are archived to
+cannot compute train unfused); `--epochs` gives them instead (a second command keeps the first's config so). Fewer
+than `MIN_STUDY_EPOCHS` are refused: models that short are too far from trained to compare variants. Each experiment's
+results are archived to
 `OUT/results.tar` as soon as they are written,
 and a model of the grid that a command cut short had finished is reloaded, not retrained, by the next command on the
 same warm machine (the workspace stays in `--runs`). The chosen epochs become `STUDY_EPOCHS` afterwards, so that
@@ -24,9 +26,20 @@ from cob_paper.files import provenance, write_json
 from cob_paper.results import seeds_in_words
 from cob_paper.train import steps_per_epoch
 from reproduce import (FIXED_OVERHEAD_S, engine_settings, export_results, gpu_run_parser, longest, probe_engines,  # tools/gpu/
-                       read_ladder, row_costs, sweep_row_count, timed_at_another_batch, usable_engines)
+                       read_ladder, refuse, row_costs, sweep_row_count, timed_at_another_batch, usable_engines)
 
 STAGES = ("unpruned", "grid", "fixed_ratio", "selected")
+# the fewest epochs per model worth a study: the record's shortest full-width models (the full_seeds run's 5 epochs) are
+# "far from trained"; a variant's effect on models shorter than that says little about the paper's
+MIN_STUDY_EPOCHS = 5
+
+
+def too_short(schedule: dict, given: bool) -> str | None:
+    "Why the study's epochs are not worth running, or None."
+    if schedule["epochs"] >= MIN_STUDY_EPOCHS: return None
+    source = "--epochs" if given else f"the {schedule['budget_s']:.0f} s budget's choice"
+    return (f"{source}, {schedule['epochs']} epoch(s) per model, is under the {MIN_STUDY_EPOCHS} worth a study (models that short are far from trained); "
+            f"give it a budget that fits {MIN_STUDY_EPOCHS} or more (a loan of its own, if need be).")
 
 
 def choose_epochs(probe: dict, budget_s: float, seeds: int = 1, template: ReproductionConfig | None = None,
@@ -70,6 +83,7 @@ def main():
     if not args.check and (why := timed_at_another_batch(probe, ladder, template)): parser.error(why)
     schedule = longest([choose_epochs(probe, args.budget, args.seeds, template, engine=e, fixed_epochs=args.epochs)
                         for e in usable_engines(probe, ladder)])
+    if why := too_short(schedule, args.epochs is not None): refuse(parser, args, why)
     config = tsra_study_config(epochs=schedule["epochs"], seeds=seeds)
     if args.check:
         two = dict(list(TSRA_STUDY_VARIANTS.items())[:2])
@@ -80,6 +94,9 @@ def main():
     write_json(out / "study_schedule.json", schedule)
     print(f"study: {schedule['epochs']} epochs per model, {seeds_in_words(args.seeds)}, engine {schedule['engine']['rung']}, estimated {schedule['estimated_s']:.0f} s "
           f"of a {args.budget:.0f} s budget", flush=True)
+    if schedule["estimated_s"] > args.budget:
+        print(f"WARNING: {schedule['epochs']} epochs are estimated at {schedule['estimated_s']:.0f} s, over the {args.budget:.0f} s budget; "
+              f"the study goes stage by stage, and the next command with --epochs {schedule['epochs']} reloads the models this one finished.", flush=True)
     if args.dry_run: return
     workspace = Workspace(Path(args.runs), args.data, device)
     for name in STAGES:
