@@ -393,12 +393,18 @@ def beyond_standing(run: dict, figures_folder: str, experiment: str = "beyond") 
                      f"{' / '.join('not timed' if s is None else f'{s:.0f}' for s in speeds)} | {_fastest_rival(beyond, toolkit, speeds[0])} |")
     head, listed = f"{run_kind(beyond)}, {seeds_in_words(len(beyond))}: ", ", ".join(above)
     models = list(dict.fromkeys(ARMS[a].model for a in toolkit))
-    networks = (f"the same trained model, so a difference is the pruning alone" if models == [ARMS["cob"].model] else
+    networks = ("the same trained model: a difference is the pruning alone" if models == [ARMS["cob"].model] else
                 " and ".join(f"{PAPER_MODELS[m]}{began(m)}" for m in models) + ": a difference is part network, part pruning")
     where = f"Every arm and target: `{figures_folder}/{experiment}_table.md`."
     if not compared:
         return head + f"no target where CoB and a Torch-Pruning importance both pruned a model (each was refused, or not run). {where}"
     skipped = f" Not compared at t = {', '.join(not_compared)}: CoB or every importance was refused there." if not_compared else ""
+    trained = {r.seed: r for r in run.get("unpruned", [])}
+    # a sweep added to the record later, on models trained again on another machine: say so, seed by seed
+    if again := [res for res in beyond if res.seed in trained and res.device != trained[res.seed].device]:
+        skipped += (f" The models of seed{'s' * (len(again) > 1)} {', '.join(str(r.seed) for r in again)} were trained again, on "
+                    f"{devices_of(again)}, where the record's unpruned models were trained on {devices_of([trained[r.seed] for r in again])}: "
+                    "not bit for bit the same models, so the unpruned accuracies given are those of the record's.")
     return (head + f"after fine-tuning, CoB is above the strongest Torch-Pruning importance at {len(above)} of {len(compared)} targets"
             f"{f' (t = {listed})' if above else ''}. CoB prunes {PAPER_MODELS[ARMS['cob'].model]}{began(ARMS['cob'].model)}, the importances "
             f"{networks}. The strongest importance "
