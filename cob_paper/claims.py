@@ -357,7 +357,7 @@ def _arms(beyond: list[Result]) -> list[str]: return list(dict.fromkeys(r.arm fo
 def _mean_speed(beyond: list[Result], arm: str, t: float) -> float | None:
     "`arm`'s measured images/s at `t`, the mean over the seeds that timed it; None if none did."
     timed = timed_at(beyond, arm, t)
-    return sum(s["throughput_images_per_s"] for _, s in timed) / len(timed) if timed else None
+    return Spread.of([s["throughput_images_per_s"] for _, s in timed]).mean if timed else None
 
 def _macs_left(beyond: list[Result], arm: str, t: float) -> str:
     return Spread.of([r.macs_left / 1e6 for r in _rows_at(beyond, arm, t) if r.ok]).format()

@@ -26,8 +26,9 @@ def timed(device: torch.device, fn):
     return time.perf_counter() - start, value
 
 def _in_timing_layout(model: nn.Module, device: torch.device) -> nn.Module:
-    "On a GPU, a copy of `model` in channels-last, the layout its input gets; else `model`. Every timed model runs in one layout."
-    if device.type != "cuda": return model
+    "On a GPU, `model` in channels-last, the layout its input gets (a copy, unless it is so already); else `model`. Every timed model runs in one layout."
+    maps = [p for p in model.parameters() if p.ndim == 4]
+    if device.type != "cuda" or all(p.is_contiguous(memory_format=torch.channels_last) for p in maps): return model
     return copy.deepcopy(model).to(memory_format=torch.channels_last)
 
 @torch.inference_mode()
@@ -60,6 +61,8 @@ def median_forward_seconds(model: nn.Module, batch_size: int, input_shape: tuple
     return median_forward_seconds_of([model], batch_size, input_shape, repeats, warmup, bf16)[0]
 
 def _speeds_of(models: list[nn.Module], input_shape, latency_batch: int, throughput_batch: int, repeats: int, warmup: int) -> list[dict]:
+    device = next(models[0].parameters()).device
+    models = [_in_timing_layout(m, device) for m in models]         # one copy each for both timings, not one per timing
     latency = median_forward_seconds_of(models, latency_batch, input_shape, repeats, warmup)
     throughput = median_forward_seconds_of(models, throughput_batch, input_shape, repeats, warmup)
     return [{"latency_ms": 1000 * lat, "latency_batch": latency_batch, "throughput_images_per_s": throughput_batch / thr,

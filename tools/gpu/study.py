@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from cob_paper.experiments import (ReproductionConfig, TSRA_STUDY_VARIANTS, Workspace, fusable, reproduce, smoke_config,
+from cob_paper.experiments import (SEEDS_RUN_EPOCHS, ReproductionConfig, TSRA_STUDY_VARIANTS, Workspace, fusable, reproduce, smoke_config,
                                    tsra_study_config, tsra_study_experiments)
 from cob_paper.files import provenance, write_json
 from cob_paper.results import seeds_in_words
@@ -29,9 +29,9 @@ from reproduce import (FIXED_OVERHEAD_S, engine_settings, export_results, gpu_ru
                        read_ladder, refuse, row_costs, sweep_row_count, timed_at_another_batch, usable_engines)
 
 STAGES = ("unpruned", "grid", "fixed_ratio", "selected")
-# the fewest epochs per model worth a study: the record's shortest full-width models (the full_seeds run's 5 epochs) are
+# the fewest epochs per model worth a study: the record's shortest full-width models (the full_seeds run's) are
 # "far from trained"; a variant's effect on models shorter than that says little about the paper's
-MIN_STUDY_EPOCHS = 5
+MIN_STUDY_EPOCHS = SEEDS_RUN_EPOCHS
 
 
 def too_short(schedule: dict, given: bool) -> str | None:
