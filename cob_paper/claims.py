@@ -6,7 +6,7 @@
 __all__ = ['PAPER', 'TOLERANCE', 'GAP_TOLERANCE', 'SPREAD_WIDTH', 'QUANTITY_WORDS', 'CLAIMS', 'JUDGED_PRESETS', 'RUN_COLUMNS',
            'STANDING_HEADER', 'Check', 'allowance_words', 'Claim', 'no_verdict_because', 'Verdict', 'judge',
            'column_name', 'claims_markdown', 'claims_list_markdown', 'Agreement', 'agreement_with_record',
-           'arm_accuracy', 'timed_at', 'unpruned_accuracy', 'beyond_targets', 'beyond_standing',
+           'arm_accuracy', 'timed_at', 'unpruned_accuracy', 'beyond_targets', 'timing_noise', 'beyond_standing',
            'beyond_summary_markdown']
 
 # %% ../nbs/08a_claims.ipynb #dc959d5a
@@ -359,38 +359,77 @@ def _mean_speed(beyond: list[Result], arm: str, t: float) -> float | None:
     timed = timed_at(beyond, arm, t)
     return Spread.of([s["throughput_images_per_s"] for _, s in timed]).mean if timed else None
 
-def _macs_left(beyond: list[Result], arm: str, t: float) -> str:
-    return Spread.of([r.macs_left / 1e6 for r in _rows_at(beyond, arm, t) if r.ok]).format()
+def _macs_left(beyond: list[Result], arm: str, t: float) -> Spread:
+    "The MACs left (millions) by `arm` at `t`, over the seeds whose row ran (call it where `arm_accuracy` is not None)."
+    return Spread.of([r.macs_left / 1e6 for r in _rows_at(beyond, arm, t) if r.ok])
 
-def _fastest_rival(beyond: list[Result], toolkit: list[str], speed: float | None) -> str:
-    "The most accurate toolkit row after fine-tuning, at any target, whose mean images/s is at least `speed`; or why there is none."
-    if speed is None: return "not timed"
+def _best_rival(beyond: list[Result], toolkit: list[str], within: Callable[[str, float], bool]) -> tuple[str, float, Spread] | None:
+    "The most accurate toolkit row after fine-tuning, at any target, for which `within(arm, t)` holds: `(arm, t, accuracy)`; None if none."
     rivals = [(arm, t, accuracy) for arm in toolkit for t in beyond_targets(beyond)
-              if (accuracy := arm_accuracy(beyond, arm, t, "after")) and (fast := _mean_speed(beyond, arm, t)) is not None and fast >= speed]
-    if not rivals: return "none"
-    arm, t, accuracy = max(rivals, key=lambda rival: rival[2].mean)
-    return f"{ARMS[arm].toolkit} at t = {t:g}: {accuracy.format(unit='%')}, {_mean_speed(beyond, arm, t):.0f} images/s"
+              if (accuracy := arm_accuracy(beyond, arm, t, "after")) and within(arm, t)]
+    return max(rivals, key=lambda rival: rival[2].mean, default=None)
+
+def _rival_cell(rival: tuple[str, float, Spread] | None, cob: Spread, cost: Callable[[str, float], str]) -> str:
+    "A rival row, its accuracy, what it costs (`cost(arm, t)`) and CoB's accuracy minus its own; `none` if there is no rival."
+    if rival is None: return "none"
+    arm, t, accuracy = rival
+    return f"{ARMS[arm].toolkit} at t = {t:g}: {accuracy.format(unit='%')}, {cost(arm, t)} (CoB {cob.mean - accuracy.mean:+.2f})"
+
+def _cheapest_rival(beyond: list[Result], toolkit: list[str], t: float) -> tuple[str, float, Spread] | None:
+    "The most accurate toolkit row, at any target, that leaves at most the MACs CoB leaves at `t` (means over the seeds)."
+    return _best_rival(beyond, toolkit, lambda arm, at: _macs_left(beyond, arm, at).mean <= _macs_left(beyond, "cob", t).mean)
+
+def _fastest_rival(beyond: list[Result], toolkit: list[str], speed: float) -> tuple[str, float, Spread] | None:
+    "The most accurate toolkit row, at any target, whose mean images/s is at least `speed`."
+    return _best_rival(beyond, toolkit, lambda arm, at: (fast := _mean_speed(beyond, arm, at)) is not None and fast >= speed)
+
+def timing_noise(beyond: list[Result]) -> dict[str, Spread]:
+    """Each unpruned model's images/s over the timings beside each row (`speed.speed_against`): one network timed again and again,
+    so its spread is the timing's noise on the run's machine. Empty for a run timed before the reference was recorded per row."""
+    seen = {}
+    for result in beyond:
+        for row, speed in timed_rows(result):
+            if "reference_throughput_images_per_s" in speed:
+                seen.setdefault(ARMS[row.arm].model, []).append(speed["reference_throughput_images_per_s"])
+    return {model: Spread.of(images_per_s) for model, images_per_s in seen.items()}
+
+def _noise_in_words(beyond: list[Result]) -> str:
+    if not (noise := timing_noise(beyond)):
+        return " This run did not record its unpruned model's speed beside each row, so the timing's noise is not known."
+    spreads = " and ".join(f"{s.format(digits=0)} images/s ({PAPER_MODELS[model]}, {s.n} timings: a spread of "
+                           f"{100 * (s.std or 0) / s.mean:.0f}% of the mean)" for model, s in noise.items())
+    return (f" Timed again beside each row, the unpruned model gave {spreads}; a difference in images/s smaller than that "
+            "spread is within the timing's noise.")
 
 STANDING_HEADER = ["t", "CoB (%)", "strongest importance", "its accuracy (%)", "CoB minus it (points)", "MACs left: CoB / it (M)",
-                   "images/s: CoB / it", "most accurate importance at least as fast as CoB"]
+                   "most accurate importance leaving at most CoB's MACs", "images/s: CoB / it", "most accurate importance at least as fast as CoB"]
 
 def beyond_standing(run: dict, figures_folder: str, experiment: str = "beyond") -> str:
     """Where CoB stands after fine-tuning against the strongest Torch-Pruning importance at every target of the run's `experiment`
-    (`beyond`, or `toolkit_on_tsra`): accuracy, MACs left and measured speed side by side, and the most accurate toolkit row at least as fast."""
+    (`beyond`, or `toolkit_on_tsra`): accuracy, MACs left and measured speed side by side, and the most accurate toolkit row, at any
+    target, that costs no more: leaves at most CoB's MACs, or runs at least as fast."""
     beyond, start = run[experiment], unpruned_accuracy(run, experiment)
     toolkit = [a for a in _arms(beyond) if ARMS[a].toolkit]
     began = lambda model: f" (unpruned: {start[model].format(unit='%')})" if model in start else ""
     lines, above, compared, not_compared = ["| " + " | ".join(STANDING_HEADER) + " |", "|" + "---|" * len(STANDING_HEADER)], [], [], []
+    above_by_macs, cheapest_is_cob = [], []
+    macs = lambda arm, at: f"{_macs_left(beyond, arm, at).mean:.2f} M MACs"
+    images_per_s = lambda arm, at: f"{_mean_speed(beyond, arm, at):.0f} images/s"
     for t in beyond_targets(beyond):
         cob, ran = arm_accuracy(beyond, "cob", t, "after"), {a: s for a in toolkit if (s := arm_accuracy(beyond, a, t, "after"))}
         if cob is None or not ran: not_compared.append(f"{t:g}"); continue
         best = max(ran, key=lambda a: ran[a].mean)
         compared.append(f"{t:g}")
         if cob.mean > ran[best].mean: above.append(f"{t:g}")
+        cheaper = _cheapest_rival(beyond, toolkit, t)
+        if cheaper is None: cheapest_is_cob.append(f"{t:g}")
+        if cheaper is None or cob.mean > cheaper[2].mean: above_by_macs.append(f"{t:g}")
         speeds = [_mean_speed(beyond, "cob", t), _mean_speed(beyond, best, t)]
+        faster = "not timed" if speeds[0] is None else _rival_cell(_fastest_rival(beyond, toolkit, speeds[0]), cob, images_per_s)
         lines.append(f"| {t:g} | {cob.format()} | {ARMS[best].toolkit} | {ran[best].format()} | {cob.mean - ran[best].mean:+.2f} | "
-                     f"{_macs_left(beyond, 'cob', t)} / {_macs_left(beyond, best, t)} | "
-                     f"{' / '.join('not timed' if s is None else f'{s:.0f}' for s in speeds)} | {_fastest_rival(beyond, toolkit, speeds[0])} |")
+                     f"{_macs_left(beyond, 'cob', t).format()} / {_macs_left(beyond, best, t).format()} | "
+                     f"{_rival_cell(cheaper, cob, macs)} | "
+                     f"{' / '.join('not timed' if s is None else f'{s:.0f}' for s in speeds)} | {faster} |")
     head, listed = f"{run_kind(beyond)}, {seeds_in_words(len(beyond))}: ", ", ".join(above)
     models = list(dict.fromkeys(ARMS[a].model for a in toolkit))
     networks = ("the same trained model: a difference is the pruning alone" if models == [ARMS["cob"].model] else
@@ -405,11 +444,14 @@ def beyond_standing(run: dict, figures_folder: str, experiment: str = "beyond") 
         skipped += (f" The models of seed{'s' * (len(again) > 1)} {', '.join(str(r.seed) for r in again)} were trained again, on "
                     f"{devices_of(again)}, where the record's unpruned models were trained on {devices_of([trained[r.seed] for r in again])}: "
                     "not bit for bit the same models, so the unpruned accuracies given are those of the record's.")
+    by_macs = (f" (t = {', '.join(above_by_macs)})" if above_by_macs else "") + (
+        f"; at t = {', '.join(cheapest_is_cob)} no toolkit row leaves as few MACs as CoB" if cheapest_is_cob else "")
     return (head + f"after fine-tuning, CoB is above the strongest Torch-Pruning importance at {len(above)} of {len(compared)} targets"
-            f"{f' (t = {listed})' if above else ''}. CoB prunes {PAPER_MODELS[ARMS['cob'].model]}{began(ARMS['cob'].model)}, the importances "
+            f"{f' (t = {listed})' if above else ''}. Matched by cost instead (the most accurate toolkit row, at any target, that leaves "
+            f"at most CoB's MACs), CoB is above at {len(above_by_macs)} of {len(compared)}{by_macs}. CoB prunes {PAPER_MODELS[ARMS['cob'].model]}{began(ARMS['cob'].model)}, the importances "
             f"{networks}. The strongest importance "
-            f"is picked at each target on the test images, a choice that favours the toolkit; images/s are means over the seeds, "
-            f"measured on the run's machine.{skipped}\n\n" + "\n".join(lines) + f"\n\n{where}")
+            f"and each matched row are picked on the test images, a choice that favours the toolkit; images/s are means over the seeds, "
+            f"measured on the run's machine.{_noise_in_words(beyond)}{skipped}\n\n" + "\n".join(lines) + f"\n\n{where}")
 
 def _accuracy_cell(beyond: list[Result], arm: str, t: float) -> str:
     "`before → after` over the seeds whose row ran; or that every seed's row was refused, or that none was run."
