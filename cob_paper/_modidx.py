@@ -548,6 +548,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                'cob_paper/tp_plugin.py'),
                                      'cob_paper.tp_plugin._as_one_node': ('torch_pruning.html#_as_one_node', 'cob_paper/tp_plugin.py'),
                                      'cob_paper.tp_plugin._checked_keep': ('torch_pruning.html#_checked_keep', 'cob_paper/tp_plugin.py'),
+                                     'cob_paper.tp_plugin._checked_seed': ('torch_pruning.html#_checked_seed', 'cob_paper/tp_plugin.py'),
                                      'cob_paper.tp_plugin._differentiable': ( 'torch_pruning.html#_differentiable',
                                                                               'cob_paper/tp_plugin.py'),
                                      'cob_paper.tp_plugin._example_inputs': ( 'torch_pruning.html#_example_inputs',

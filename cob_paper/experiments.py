@@ -149,7 +149,8 @@ class Arm:
 
 TOOLKIT_IMPORTANCES = ("l1", "l2", "bn_scale", "lamp", "taylor")
 TOOLKIT_BATCHES = 2          # labelled calibration batches (of CALIBRATION_BATCH images) for the Taylor importance's gradients
-TSRA_TOOLKIT_IMPORTANCES = tuple(name for name in TOOLKIT_IMPORTANCES if name != "bn_scale")   # the TSRA model has no BatchNorm scale
+# the TSRA model has no BatchNorm scale; the random ranking is the control each importance must beat
+TSRA_TOOLKIT_IMPORTANCES = (*(name for name in TOOLKIT_IMPORTANCES if name != "bn_scale"), "random")
 ARMS = {"baseline": Arm("tsra"), "cob": Arm("tsra", "pca"), "random_rotation": Arm("tsra", "random"),
         "cob_exact_removal": Arm("tsra", "pca", exact_removal=True), "relu": Arm("relu"),
         **{f"relu_tp_{name}": Arm("relu", toolkit=name) for name in TOOLKIT_IMPORTANCES},
@@ -487,7 +488,7 @@ def _pruned(run: SeedRun, arm: Arm, model: VGG, importance: dict | None, strateg
     if arm.toolkit:
         from cob_paper.tp_plugin import TAKES_DATA, prune_with_torch_pruning   # the optional `compare` extra (a parameter target: check_spec)
         batches = run.calibration_labelled[:TOOLKIT_BATCHES] if arm.toolkit in TAKES_DATA else None
-        pruned, report = prune_with_torch_pruning(pruned, arm.toolkit, strategy.t, calibration_batches=batches)
+        pruned, report = prune_with_torch_pruning(pruned, arm.toolkit, strategy.t, calibration_batches=batches, seed=run.seed)
     else: report = prune(pruned, importance, strategy, exact_removal=arm.exact_removal)
     return pruned, report
 
