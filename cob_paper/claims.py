@@ -13,7 +13,7 @@ __all__ = ['PAPER', 'TOLERANCE', 'GAP_TOLERANCE', 'SPREAD_WIDTH', 'QUANTITY_WORD
 from dataclasses import dataclass
 from typing import Callable
 
-from .experiments import ARMS, PRESETS
+from .experiments import ARMS, PRESETS, RANDOM_RANKING
 from .figures import PAPER_MODELS, authors_schedule, making_preset, run_kind, run_label, run_preset
 from .models import CHANCE_PERCENT
 from .results import Result, Spread, SweepRow, cite, data_description, devices_of, gap_in_words, seeds_in_words, model_description, paper_scale, recipe_length, row_at, sweep_rows, timed_rows, trained_models
@@ -363,6 +363,11 @@ def _macs_left(beyond: list[Result], arm: str, t: float) -> Spread:
     "The MACs left (millions) by `arm` at `t`, over the seeds whose row ran (call it where `arm_accuracy` is not None)."
     return Spread.of([r.macs_left / 1e6 for r in _rows_at(beyond, arm, t) if r.ok])
 
+def _leaves_at_most(beyond: list[Result], arm: str, at: float, cob_t: float) -> bool:
+    "Whether `arm` at `at` leaves at most the MACs CoB leaves at `cob_t`, on average over the seeds (in whole MACs, so ties are exact)."
+    mine, cobs = ([r.macs_left for r in _rows_at(beyond, a, u) if r.ok] for a, u in ((arm, at), ("cob", cob_t)))
+    return sum(mine) * len(cobs) <= sum(cobs) * len(mine)
+
 def _best_rival(beyond: list[Result], toolkit: list[str], within: Callable[[str, float], bool]) -> tuple[str, float, Spread] | None:
     "The most accurate toolkit row after fine-tuning, at any target, for which `within(arm, t)` holds: `(arm, t, accuracy)`; None if none."
     rivals = [(arm, t, accuracy) for arm in toolkit for t in beyond_targets(beyond)
@@ -376,8 +381,8 @@ def _rival_cell(rival: tuple[str, float, Spread] | None, cob: Spread, cost: Call
     return f"{ARMS[arm].toolkit} at t = {t:g}: {accuracy.format(unit='%')}, {cost(arm, t)} (CoB {cob.mean - accuracy.mean:+.2f})"
 
 def _cheapest_rival(beyond: list[Result], toolkit: list[str], t: float) -> tuple[str, float, Spread] | None:
-    "The most accurate toolkit row, at any target, that leaves at most the MACs CoB leaves at `t` (means over the seeds)."
-    return _best_rival(beyond, toolkit, lambda arm, at: _macs_left(beyond, arm, at).mean <= _macs_left(beyond, "cob", t).mean)
+    "The most accurate toolkit row, at any target, that leaves at most the MACs CoB leaves at `t`."
+    return _best_rival(beyond, toolkit, lambda arm, at: _leaves_at_most(beyond, arm, at, t))
 
 def _fastest_rival(beyond: list[Result], toolkit: list[str], speed: float) -> tuple[str, float, Spread] | None:
     "The most accurate toolkit row, at any target, whose mean images/s is at least `speed`."
@@ -394,48 +399,59 @@ def timing_noise(beyond: list[Result]) -> dict[str, Spread]:
     return {model: Spread.of(images_per_s) for model, images_per_s in seen.items()}
 
 def _noise_in_words(beyond: list[Result]) -> str:
-    if not (noise := timing_noise(beyond)):
-        return " This run did not record its unpruned model's speed beside each row, so the timing's noise is not known."
+    if not (noise := {model: s for model, s in timing_noise(beyond).items() if s.n > 1}):
+        return " This run did not time its unpruned model beside its rows more than once, so the timing's noise is not known."
     spreads = " and ".join(f"{s.format(digits=0)} images/s ({PAPER_MODELS[model]}, {s.n} timings: a spread of "
-                           f"{100 * (s.std or 0) / s.mean:.0f}% of the mean)" for model, s in noise.items())
-    return (f" Timed again beside each row, the unpruned model gave {spreads}; a difference in images/s smaller than that "
-            "spread is within the timing's noise.")
+                           f"{100 * s.std / s.mean:.0f}% of the mean)" for model, s in noise.items())
+    machines = " on several machines (so the spread includes their differences)" if len({r.device for r in beyond}) > 1 else ""
+    return (f" Timed again beside each row{machines}, the unpruned model{'s' * (len(noise) > 1)} gave {spreads}; a difference in "
+            "images/s smaller than that spread is within the timing's noise.")
+
+def _against_chance(beyond: list[Result], strongest: dict[float, str]) -> str:
+    "How often CoB, and the strongest importance, end above the random ranking (the control) after fine-tuning, where it ran."
+    control = next((a for a in _arms(beyond) if ARMS[a].toolkit == RANDOM_RANKING and ARMS[a].model == ARMS["cob"].model), None)
+    chance = {t: s for t in strongest if control and (s := arm_accuracy(beyond, control, t, "after"))}
+    if not chance: return ""
+    above = lambda pick: [f"{t:g}" for t in chance if arm_accuracy(beyond, pick(t), t, "after").mean > chance[t].mean]
+    cob, best = above(lambda t: "cob"), above(lambda t: strongest[t])
+    listed = lambda ts: f" (t = {', '.join(ts)})" if ts else ""
+    return (f" Against Torch-Pruning's random ranking, the control every ranking must beat (at CoB's widths): CoB is above it at "
+            f"{len(cob)} of {len(chance)} targets{listed(cob)}, the strongest importance at {len(best)} of {len(chance)}{listed(best)}.")
 
 STANDING_HEADER = ["t", "CoB (%)", "strongest importance", "its accuracy (%)", "CoB minus it (points)", "MACs left: CoB / it (M)",
                    "most accurate importance leaving at most CoB's MACs", "images/s: CoB / it", "most accurate importance at least as fast as CoB"]
 
 def beyond_standing(run: dict, figures_folder: str, experiment: str = "beyond") -> str:
     """Where CoB stands after fine-tuning against the strongest Torch-Pruning importance at every target of the run's `experiment`
-    (`beyond`, or `toolkit_on_tsra`): accuracy, MACs left and measured speed side by side, and the most accurate toolkit row, at any
-    target, that costs no more: leaves at most CoB's MACs, or runs at least as fast."""
+    (`beyond`, or `toolkit_on_tsra`): accuracy, MACs left and measured speed side by side, and the most accurate importance, at any
+    target, that costs no more: leaves at most CoB's MACs, or runs at least as fast; and how each fares against the random control."""
     beyond, start = run[experiment], unpruned_accuracy(run, experiment)
-    toolkit = [a for a in _arms(beyond) if ARMS[a].toolkit]
+    toolkit = [a for a in _arms(beyond) if ARMS[a].toolkit and ARMS[a].toolkit != RANDOM_RANKING]     # the control is not a rival
     began = lambda model: f" (unpruned: {start[model].format(unit='%')})" if model in start else ""
-    lines, above, compared, not_compared = ["| " + " | ".join(STANDING_HEADER) + " |", "|" + "---|" * len(STANDING_HEADER)], [], [], []
-    above_by_macs, cheapest_is_cob = [], []
+    lines = ["| " + " | ".join(STANDING_HEADER) + " |", "|" + "---|" * len(STANDING_HEADER)]
+    strongest, above, not_compared, above_by_macs, matched, unmatched = {}, [], [], [], [], []
     macs = lambda arm, at: f"{_macs_left(beyond, arm, at).mean:.2f} M MACs"
     images_per_s = lambda arm, at: f"{_mean_speed(beyond, arm, at):.0f} images/s"
     for t in beyond_targets(beyond):
         cob, ran = arm_accuracy(beyond, "cob", t, "after"), {a: s for a in toolkit if (s := arm_accuracy(beyond, a, t, "after"))}
         if cob is None or not ran: not_compared.append(f"{t:g}"); continue
-        best = max(ran, key=lambda a: ran[a].mean)
-        compared.append(f"{t:g}")
+        best = strongest[t] = max(ran, key=lambda a: ran[a].mean)
         if cob.mean > ran[best].mean: above.append(f"{t:g}")
         cheaper = _cheapest_rival(beyond, toolkit, t)
-        if cheaper is None: cheapest_is_cob.append(f"{t:g}")
-        if cheaper is None or cob.mean > cheaper[2].mean: above_by_macs.append(f"{t:g}")
+        (unmatched if cheaper is None else matched).append(f"{t:g}")
+        if cheaper and cob.mean > cheaper[2].mean: above_by_macs.append(f"{t:g}")
         speeds = [_mean_speed(beyond, "cob", t), _mean_speed(beyond, best, t)]
         faster = "not timed" if speeds[0] is None else _rival_cell(_fastest_rival(beyond, toolkit, speeds[0]), cob, images_per_s)
         lines.append(f"| {t:g} | {cob.format()} | {ARMS[best].toolkit} | {ran[best].format()} | {cob.mean - ran[best].mean:+.2f} | "
                      f"{_macs_left(beyond, 'cob', t).format()} / {_macs_left(beyond, best, t).format()} | "
                      f"{_rival_cell(cheaper, cob, macs)} | "
                      f"{' / '.join('not timed' if s is None else f'{s:.0f}' for s in speeds)} | {faster} |")
-    head, listed = f"{run_kind(beyond)}, {seeds_in_words(len(beyond))}: ", ", ".join(above)
+    head, listed = f"{run_kind(beyond)}, {seeds_in_words(len(beyond))}: ", lambda ts: f" (t = {', '.join(ts)})" if ts else ""
     models = list(dict.fromkeys(ARMS[a].model for a in toolkit))
     networks = ("the same trained model: a difference is the pruning alone" if models == [ARMS["cob"].model] else
                 " and ".join(f"{PAPER_MODELS[m]}{began(m)}" for m in models) + ": a difference is part network, part pruning")
     where = f"Every arm and target: `{figures_folder}/{experiment}_table.md`."
-    if not compared:
+    if not strongest:
         return head + f"no target where CoB and a Torch-Pruning importance both pruned a model (each was refused, or not run). {where}"
     skipped = f" Not compared at t = {', '.join(not_compared)}: CoB or every importance was refused there." if not_compared else ""
     trained = {r.seed: r for r in run.get("unpruned", [])}
@@ -444,12 +460,13 @@ def beyond_standing(run: dict, figures_folder: str, experiment: str = "beyond") 
         skipped += (f" The models of seed{'s' * (len(again) > 1)} {', '.join(str(r.seed) for r in again)} were trained again, on "
                     f"{devices_of(again)}, where the record's unpruned models were trained on {devices_of([trained[r.seed] for r in again])}: "
                     "not bit for bit the same models, so the unpruned accuracies given are those of the record's.")
-    by_macs = (f" (t = {', '.join(above_by_macs)})" if above_by_macs else "") + (
-        f"; at t = {', '.join(cheapest_is_cob)} no toolkit row leaves as few MACs as CoB" if cheapest_is_cob else "")
-    return (head + f"after fine-tuning, CoB is above the strongest Torch-Pruning importance at {len(above)} of {len(compared)} targets"
-            f"{f' (t = {listed})' if above else ''}. Matched by cost instead (the most accurate toolkit row, at any target, that leaves "
-            f"at most CoB's MACs), CoB is above at {len(above_by_macs)} of {len(compared)}{by_macs}. CoB prunes {PAPER_MODELS[ARMS['cob'].model]}{began(ARMS['cob'].model)}, the importances "
-            f"{networks}. The strongest importance "
+    by_macs = (f"CoB is above at {len(above_by_macs)} of the {len(matched)} targets that have one{listed(above_by_macs)}" if matched else
+               "no importance leaves as few MACs as CoB at any target") + (
+        f"; at t = {', '.join(unmatched)} no importance leaves as few MACs as CoB" if matched and unmatched else "")
+    return (head + f"after fine-tuning, CoB is above the strongest Torch-Pruning importance at {len(above)} of {len(strongest)} targets"
+            f"{listed(above)}. Matched by cost on this grid of targets instead (the most accurate importance, at any target, that leaves "
+            f"at most CoB's MACs on average over the seeds), {by_macs}.{_against_chance(beyond, strongest)} CoB prunes "
+            f"{PAPER_MODELS[ARMS['cob'].model]}{began(ARMS['cob'].model)}, the importances {networks}. The strongest importance "
             f"and each matched row are picked on the test images, a choice that favours the toolkit; images/s are means over the seeds, "
             f"measured on the run's machine.{_noise_in_words(beyond)}{skipped}\n\n" + "\n".join(lines) + f"\n\n{where}")
 

@@ -4,17 +4,18 @@
 
 # %% auto #0
 __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES', 'FIXED_RATIO_TARGETS', 'THRESHOLD_TAUS',
-           'TOOLKIT_IMPORTANCES', 'TOOLKIT_BATCHES', 'TSRA_TOOLKIT_IMPORTANCES', 'ARMS', 'TOOLKIT_ON_TSRA_ARMS',
-           'BEYOND_ARMS', 'BEYOND_TARGETS', 'BEYOND_SPEED', 'FULL_EPOCHS', 'FULL_FINETUNE_EPOCHS', 'SEEDS_RUN_EPOCHS',
-           'SEEDS_RUN_FINETUNE_EPOCHS', 'TSRA_STUDY_VARIANTS', 'TSRA_STUDY_CONTROLS', 'STUDY_EPOCHS', 'PRESETS',
-           'MODELS', 'CALIBRATION_BATCH', 'GRID_FIELD', 'RUNNERS', 'RunSettings', 'ReproductionConfig', 'sweep',
-           'paper_experiments', 'Arm', 'beyond_experiment', 'toolkit_on_tsra_experiment', 'tsra_grid', 'grid_entries',
-           'selected_sweep', 'check_spec', 'default_device', 'default_preset', 'paper_config', 'full_config',
-           'full_seeds_config', 'quick_config', 'laptop_config', 'smoke_config', 'tsra_study_experiments',
-           'tsra_study_config', 'tsra_study_laptop_config', 'describe', 'Workspace', 'preset_of', 'reproduce_command',
-           'MissingModelError', 'fusable', 'SeedRun', 'run_unpruned', 'variant_key', 'run_grid', 'basis_and_importance',
-           'prepared_arm', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant', 'chosen_model',
-           'study_choices', 'run_selected', 'reproduce', 'collect', 'record_run']
+           'TOOLKIT_IMPORTANCES', 'TOOLKIT_BATCHES', 'RANDOM_RANKING', 'TSRA_TOOLKIT_IMPORTANCES', 'ARMS',
+           'TOOLKIT_ON_TSRA_ARMS', 'BEYOND_ARMS', 'BEYOND_TARGETS', 'BEYOND_SPEED', 'FULL_EPOCHS',
+           'FULL_FINETUNE_EPOCHS', 'SEEDS_RUN_EPOCHS', 'SEEDS_RUN_FINETUNE_EPOCHS', 'TSRA_STUDY_VARIANTS',
+           'TSRA_STUDY_CONTROLS', 'STUDY_EPOCHS', 'PRESETS', 'MODELS', 'CALIBRATION_BATCH', 'GRID_FIELD', 'RUNNERS',
+           'RunSettings', 'ReproductionConfig', 'sweep', 'paper_experiments', 'Arm', 'beyond_experiment',
+           'toolkit_on_tsra_experiment', 'tsra_grid', 'grid_entries', 'selected_sweep', 'check_spec', 'default_device',
+           'default_preset', 'paper_config', 'full_config', 'full_seeds_config', 'quick_config', 'laptop_config',
+           'smoke_config', 'tsra_study_experiments', 'tsra_study_config', 'tsra_study_laptop_config', 'describe',
+           'Workspace', 'preset_of', 'reproduce_command', 'MissingModelError', 'fusable', 'SeedRun', 'run_unpruned',
+           'variant_key', 'run_grid', 'basis_and_importance', 'prepared_arm', 'sweep_row', 'run_sweep',
+           'run_importance', 'chosen_variant', 'chosen_model', 'study_choices', 'run_selected', 'reproduce', 'collect',
+           'record_run']
 
 # %% ../nbs/07_experiments.ipynb #c2ff4b8e
 import copy
@@ -149,8 +150,9 @@ class Arm:
 
 TOOLKIT_IMPORTANCES = ("l1", "l2", "bn_scale", "lamp", "taylor")
 TOOLKIT_BATCHES = 2          # labelled calibration batches (of CALIBRATION_BATCH images) for the Taylor importance's gradients
-# the TSRA model has no BatchNorm scale; the random ranking is the control each importance must beat
-TSRA_TOOLKIT_IMPORTANCES = (*(name for name in TOOLKIT_IMPORTANCES if name != "bn_scale"), "random")
+RANDOM_RANKING = "random"     # Torch-Pruning's random ranking: not an importance, the control each importance must beat
+# the TSRA model has no BatchNorm scale
+TSRA_TOOLKIT_IMPORTANCES = (*(name for name in TOOLKIT_IMPORTANCES if name != "bn_scale"), RANDOM_RANKING)
 ARMS = {"baseline": Arm("tsra"), "cob": Arm("tsra", "pca"), "random_rotation": Arm("tsra", "random"),
         "cob_exact_removal": Arm("tsra", "pca", exact_removal=True), "relu": Arm("relu"),
         **{f"relu_tp_{name}": Arm("relu", toolkit=name) for name in TOOLKIT_IMPORTANCES},

@@ -290,8 +290,9 @@ def toolkit_scores(model: nn.Module, importance: str, example_inputs: torch.Tens
         warnings.warn(f"calibration_batches are not used by {importance!r} (only {', '.join(TAKES_DATA)} take data, for gradients); "
                       f"they are ignored.", stacklevel=2)
     if importance not in DRAWN_AT_RANDOM: return unit_scores(model, make(), example_inputs)
-    with torch.random.fork_rng(devices=[]):         # RandomImportance draws from the global CPU generator
-        torch.manual_seed(seed)
+    # RandomImportance draws from the global CPU generator: seed that one alone (torch.manual_seed would reseed every GPU too)
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
         return unit_scores(model, make(), example_inputs)
 
 # %% ../nbs/04b_torch_pruning.ipynb #0706f162
@@ -348,7 +349,7 @@ def prune_with_torch_pruning(model: VGG, importance: str, target_t: float, examp
     strategy = ParameterTarget(target_t)
     if importance == "bn_scale" and not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         raise ValueError("bn_scale (network slimming) ranks BatchNorm scales but this model has no BatchNorm; use it on the ReLU "
-                         f"control, or choose one of {', '.join(name for name in TORCH_PRUNING_BASELINES if name != 'bn_scale')}.")
+                         f"control, or choose one of {', '.join(n for n in TORCH_PRUNING_BASELINES if n != 'bn_scale' and n not in DRAWN_AT_RANDOM)}.")
     example_inputs = _example_inputs(model, example_inputs)
     scores = toolkit_scores(model, importance, example_inputs, calibration_batches, seed)     # checks taylor's batches and the seed; changes no weight
     units = model.prunable_units()
