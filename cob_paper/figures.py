@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from .data import CIFAR10_TRAIN_IMAGES
-from .experiments import PRESETS
+from .experiments import ARMS, PRESETS
 from .files import atomic_write
 from .models import CHANCE_PERCENT, VGGConfig, relu_vgg_config
 from .train import tsra_recipe
@@ -67,11 +67,12 @@ def run_label(results: list[Result], store_root: str = "results") -> str:
     carried = " | carried over from an earlier results layout" if any(x.migrated_from for x in results) else ""
     return f"{kind} | {devices_of(results)} | {seeds_text} | {cite(results, store_root)}{carried}"
 
+_TOOLKIT_NAMES = {"l1": "L1", "l2": "L2", "bn_scale": "BN scale", "lamp": "LAMP", "taylor": "Taylor", "random": "random ranking (control)"}
 ARM_LABELS = {"baseline": "TSRA, native basis (baseline)", "cob": "TSRA, change of basis (CoB)",
               "relu": "ReLU control, native basis", "random_rotation": "TSRA, random rotation (control)",
-              "cob_exact_removal": "TSRA, CoB + exact removal (this project)", "relu_tp_l1": "ReLU, Torch-Pruning L1",
-              "relu_tp_l2": "ReLU, Torch-Pruning L2", "relu_tp_bn_scale": "ReLU, Torch-Pruning BN scale",
-              "relu_tp_lamp": "ReLU, Torch-Pruning LAMP", "relu_tp_taylor": "ReLU, Torch-Pruning Taylor"}
+              "cob_exact_removal": "TSRA, CoB + exact removal (this project)",
+              **{name: f"{'ReLU' if arm.model == 'relu' else 'TSRA'}, Torch-Pruning {_TOOLKIT_NAMES[arm.toolkit]}"
+                 for name, arm in ARMS.items() if arm.toolkit}}
 
 # %% ../nbs/08_figures.ipynb #fd7c93df
 def _style():
@@ -243,14 +244,15 @@ def figure_beyond(beyond: list[Result], x: str = "macs", store_root: str = "resu
     _style()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     groups, speeds = grouped_rows(beyond), _speeds(beyond)
-    palette = dict(zip(ARM_LABELS, sns.color_palette("tab10", len(ARM_LABELS))))
+    present = [arm for arm in ARM_LABELS if arm in groups]       # colours for the arms drawn, in one order for every figure
+    palette = dict(zip(present, sns.color_palette("tab10", len(present))))
     for ax, when in zip(axes, ("before", "after")):
         field = f"accuracy_{when}_finetune"
         for arm, groups_of_arm in groups.items():
             if x == "macs": xs = [spread_of(rows, "macs_left", 1e-6).mean for _, rows in groups_of_arm]
             else: xs = [Spread.of([s["throughput_speedup"] for s in speeds[(arm, _key(st))]]).mean for st, _ in groups_of_arm]
             ys = [spread_of(rows, field, 100).mean for _, rows in groups_of_arm]
-            style = "--" if arm.startswith("relu") else "-"
+            style = "--" if ARMS[arm].model == "relu" else ":" if ARMS[arm].toolkit else "-"
             ax.plot(xs, ys, style, marker="o", ms=3, color=palette[arm], label=ARM_LABELS.get(arm, arm))
         ax.axhline(CHANCE_PERCENT, color="0.75", lw=0.8)
         ax.set(xlabel="MACs left (millions, log scale)" if x == "macs" else "measured throughput speed-up at batch 256 (x)",
@@ -434,6 +436,7 @@ def write_run_figures(run: Run, folder: Path, store_root: str = "results") -> li
         written += write_table(beyond_table(run["beyond"]), folder / "beyond_table",
                                "Beyond the paper: every arm at the same parameter targets.", run_label(run['beyond'], store_root))
     if "toolkit_on_tsra" in run:
+        written += save_figure(figure_beyond(run["toolkit_on_tsra"], "macs", store_root), folder / "toolkit_on_tsra_accuracy_vs_macs")
         written += write_table(beyond_table(run["toolkit_on_tsra"]), folder / "toolkit_on_tsra_table",
                                "On one network: CoB and the toolkit's importances, each pruning the TSRA model.",
                                run_label(run["toolkit_on_tsra"], store_root))
