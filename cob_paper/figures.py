@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from .data import CIFAR10_TRAIN_IMAGES
-from .experiments import ARMS, PRESETS
+from .experiments import ARMS, PRESETS, RANDOM_RANKING
 from .files import atomic_write
 from .models import CHANCE_PERCENT, VGGConfig, relu_vgg_config
 from .train import tsra_recipe
@@ -67,7 +67,8 @@ def run_label(results: list[Result], store_root: str = "results") -> str:
     carried = " | carried over from an earlier results layout" if any(x.migrated_from for x in results) else ""
     return f"{kind} | {devices_of(results)} | {seeds_text} | {cite(results, store_root)}{carried}"
 
-_TOOLKIT_NAMES = {"l1": "L1", "l2": "L2", "bn_scale": "BN scale", "lamp": "LAMP", "taylor": "Taylor", "random": "random ranking (control)"}
+_TOOLKIT_NAMES = {"l1": "L1", "l2": "L2", "bn_scale": "BN scale", "lamp": "LAMP", "taylor": "Taylor",
+                  RANDOM_RANKING: "random ranking (control)"}
 ARM_LABELS = {"baseline": "TSRA, native basis (baseline)", "cob": "TSRA, change of basis (CoB)",
               "relu": "ReLU control, native basis", "random_rotation": "TSRA, random rotation (control)",
               "cob_exact_removal": "TSRA, CoB + exact removal (this project)",
