@@ -378,7 +378,7 @@ def _rival_cell(rival: tuple[str, float, Spread] | None, cob: Spread, cost: Call
     "A rival row, its accuracy, what it costs (`cost(arm, t)`) and CoB's accuracy minus its own; `none` if there is no rival."
     if rival is None: return "none"
     arm, t, accuracy = rival
-    return f"{ARMS[arm].toolkit} at t = {t:g}: {accuracy.format(unit='%')}, {cost(arm, t)} (CoB {cob.mean - accuracy.mean:+.2f})"
+    return f"{ARMS[arm].toolkit_name} at t = {t:g}: {accuracy.format(unit='%')}, {cost(arm, t)} (CoB {cob.mean - accuracy.mean:+.2f})"
 
 def _cheapest_rival(beyond: list[Result], toolkit: list[str], t: float) -> tuple[str, float, Spread] | None:
     "The most accurate toolkit row, at any target, that leaves at most the MACs CoB leaves at `t`."
@@ -442,7 +442,7 @@ def beyond_standing(run: dict, figures_folder: str, experiment: str = "beyond") 
         if cheaper and cob.mean > cheaper[2].mean: above_by_macs.append(f"{t:g}")
         speeds = [_mean_speed(beyond, "cob", t), _mean_speed(beyond, best, t)]
         faster = "not timed" if speeds[0] is None else _rival_cell(_fastest_rival(beyond, toolkit, speeds[0]), cob, images_per_s)
-        lines.append(f"| {t:g} | {cob.format()} | {ARMS[best].toolkit} | {ran[best].format()} | {cob.mean - ran[best].mean:+.2f} | "
+        lines.append(f"| {t:g} | {cob.format()} | {ARMS[best].toolkit_name} | {ran[best].format()} | {cob.mean - ran[best].mean:+.2f} | "
                      f"{_macs_left(beyond, 'cob', t).format()} / {_macs_left(beyond, best, t).format()} | "
                      f"{_rival_cell(cheaper, cob, macs)} | "
                      f"{' / '.join('not timed' if s is None else f'{s:.0f}' for s in speeds)} | {faster} |")

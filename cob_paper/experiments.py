@@ -4,18 +4,18 @@
 
 # %% auto #0
 __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES', 'FIXED_RATIO_TARGETS', 'THRESHOLD_TAUS',
-           'TOOLKIT_IMPORTANCES', 'TOOLKIT_BATCHES', 'RANDOM_RANKING', 'TSRA_TOOLKIT_IMPORTANCES', 'ARMS',
-           'TOOLKIT_ON_TSRA_ARMS', 'BEYOND_ARMS', 'BEYOND_TARGETS', 'BEYOND_SPEED', 'FULL_EPOCHS',
-           'FULL_FINETUNE_EPOCHS', 'SEEDS_RUN_EPOCHS', 'SEEDS_RUN_FINETUNE_EPOCHS', 'TSRA_STUDY_VARIANTS',
-           'TSRA_STUDY_CONTROLS', 'STUDY_EPOCHS', 'PRESETS', 'MODELS', 'CALIBRATION_BATCH', 'GRID_FIELD', 'RUNNERS',
-           'RunSettings', 'ReproductionConfig', 'sweep', 'paper_experiments', 'Arm', 'beyond_experiment',
-           'toolkit_on_tsra_experiment', 'tsra_grid', 'grid_entries', 'selected_sweep', 'check_spec', 'default_device',
-           'default_preset', 'paper_config', 'full_config', 'full_seeds_config', 'quick_config', 'laptop_config',
-           'smoke_config', 'tsra_study_experiments', 'tsra_study_config', 'tsra_study_laptop_config', 'describe',
-           'Workspace', 'preset_of', 'reproduce_command', 'MissingModelError', 'fusable', 'SeedRun', 'run_unpruned',
-           'variant_key', 'run_grid', 'basis_and_importance', 'prepared_arm', 'sweep_row', 'run_sweep',
-           'run_importance', 'chosen_variant', 'chosen_model', 'study_choices', 'run_selected', 'reproduce', 'collect',
-           'record_run']
+           'MATCHED_NAMES', 'TOOLKIT_IMPORTANCES', 'TOOLKIT_BATCHES', 'RANDOM_RANKING', 'TSRA_TOOLKIT_IMPORTANCES',
+           'GLOBAL_TOOLKIT_IMPORTANCES', 'ARMS', 'TOOLKIT_ON_TSRA_ARMS', 'BEYOND_ARMS', 'BEYOND_TARGETS',
+           'BEYOND_SPEED', 'FULL_EPOCHS', 'FULL_FINETUNE_EPOCHS', 'SEEDS_RUN_EPOCHS', 'SEEDS_RUN_FINETUNE_EPOCHS',
+           'TSRA_STUDY_VARIANTS', 'TSRA_STUDY_CONTROLS', 'STUDY_EPOCHS', 'PRESETS', 'MODELS', 'CALIBRATION_BATCH',
+           'GRID_FIELD', 'RUNNERS', 'RunSettings', 'ReproductionConfig', 'sweep', 'paper_experiments', 'Arm',
+           'beyond_experiment', 'toolkit_on_tsra_experiment', 'tsra_grid', 'grid_entries', 'selected_sweep',
+           'check_spec', 'default_device', 'default_preset', 'paper_config', 'full_config', 'full_seeds_config',
+           'quick_config', 'laptop_config', 'smoke_config', 'tsra_study_experiments', 'tsra_study_config',
+           'tsra_study_laptop_config', 'describe', 'Workspace', 'preset_of', 'reproduce_command', 'MissingModelError',
+           'fusable', 'SeedRun', 'run_unpruned', 'variant_key', 'run_grid', 'basis_and_importance', 'prepared_arm',
+           'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant', 'chosen_model', 'study_choices',
+           'run_selected', 'reproduce', 'collect', 'record_run']
 
 # %% ../nbs/07_experiments.ipynb #c2ff4b8e
 import copy
@@ -147,17 +147,29 @@ class Arm:
     basis: str = "native"            # "native" | "pca" | "random"
     exact_removal: bool = False      # pruned RMSNorms keep their unpruned width in the divisor (this project's variant)
     toolkit: str | None = None       # rank and remove with this Torch-Pruning importance instead
+    matched: str = "parameters"      # a global toolkit ranking's plan matches the per-layer plan's parameters, or its MACs ("macs")
+
+    @property
+    def toolkit_name(self) -> str | None:
+        "The toolkit arm's ranking as tables name it: its importance, and what its plan is held to where not the parameter count."
+        return self.toolkit and self.toolkit + MATCHED_NAMES[self.matched]
+
+MATCHED_NAMES = {"parameters": "", "macs": " at CoB's MACs"}
 
 TOOLKIT_IMPORTANCES = ("l1", "l2", "bn_scale", "lamp", "taylor")
 TOOLKIT_BATCHES = 2          # labelled calibration batches (of CALIBRATION_BATCH images) for the Taylor importance's gradients
 RANDOM_RANKING = "random"     # Torch-Pruning's random ranking: not an importance, the control each importance must beat
 # the TSRA model has no BatchNorm scale
 TSRA_TOOLKIT_IMPORTANCES = (*(name for name in TOOLKIT_IMPORTANCES if name != "bn_scale"), RANDOM_RANKING)
+# the importances ranked over the whole network (tp_plugin's TORCH_PRUNING_BASELINES): held to CoB's MACs as well as to its parameters;
+# a per-layer ranking keeps CoB's widths, and so its MACs, already
+GLOBAL_TOOLKIT_IMPORTANCES = ("lamp", "taylor")
 ARMS = {"baseline": Arm("tsra"), "cob": Arm("tsra", "pca"), "random_rotation": Arm("tsra", "random"),
         "cob_exact_removal": Arm("tsra", "pca", exact_removal=True), "relu": Arm("relu"),
         **{f"relu_tp_{name}": Arm("relu", toolkit=name) for name in TOOLKIT_IMPORTANCES},
-        **{f"tsra_tp_{name}": Arm("tsra", toolkit=name) for name in TSRA_TOOLKIT_IMPORTANCES}}
-TOOLKIT_ON_TSRA_ARMS = ["cob", *(f"tsra_tp_{name}" for name in TSRA_TOOLKIT_IMPORTANCES)]
+        **{f"tsra_tp_{name}": Arm("tsra", toolkit=name) for name in TSRA_TOOLKIT_IMPORTANCES},
+        **{f"tsra_tp_{name}_at_cob_macs": Arm("tsra", toolkit=name, matched="macs") for name in GLOBAL_TOOLKIT_IMPORTANCES}}
+TOOLKIT_ON_TSRA_ARMS = ["cob", *(name for name, arm in ARMS.items() if arm.model == "tsra" and arm.toolkit)]
 # the toolkit on the TSRA model is an experiment of its own, so that the beyond experiment's arms, and so its digest, stay as recorded
 BEYOND_ARMS = [name for name in ARMS if name not in TOOLKIT_ON_TSRA_ARMS[1:]]
 BEYOND_TARGETS, BEYOND_SPEED = (0.3, 0.5, 0.7, 0.8, 0.9), {"latency_batch": 1, "throughput_batch": 256, "repeats": 20}
@@ -490,7 +502,8 @@ def _pruned(run: SeedRun, arm: Arm, model: VGG, importance: dict | None, strateg
     if arm.toolkit:
         from cob_paper.tp_plugin import TAKES_DATA, prune_with_torch_pruning   # the optional `compare` extra (a parameter target: check_spec)
         batches = run.calibration_labelled[:TOOLKIT_BATCHES] if arm.toolkit in TAKES_DATA else None
-        pruned, report = prune_with_torch_pruning(pruned, arm.toolkit, strategy.t, calibration_batches=batches, seed=run.seed)
+        pruned, report = prune_with_torch_pruning(pruned, arm.toolkit, strategy.t, calibration_batches=batches, seed=run.seed,
+                                                  matched=arm.matched)
     else: report = prune(pruned, importance, strategy, exact_removal=arm.exact_removal)
     return pruned, report
 

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from .data import CIFAR10_TRAIN_IMAGES
-from .experiments import ARMS, PRESETS, RANDOM_RANKING
+from .experiments import ARMS, MATCHED_NAMES, PRESETS, RANDOM_RANKING
 from .files import atomic_write
 from .models import CHANCE_PERCENT, VGGConfig, relu_vgg_config
 from .train import tsra_recipe
@@ -72,7 +72,7 @@ _TOOLKIT_NAMES = {"l1": "L1", "l2": "L2", "bn_scale": "BN scale", "lamp": "LAMP"
 ARM_LABELS = {"baseline": "TSRA, native basis (baseline)", "cob": "TSRA, change of basis (CoB)",
               "relu": "ReLU control, native basis", "random_rotation": "TSRA, random rotation (control)",
               "cob_exact_removal": "TSRA, CoB + exact removal (this project)",
-              **{name: f"{'ReLU' if arm.model == 'relu' else 'TSRA'}, Torch-Pruning {_TOOLKIT_NAMES[arm.toolkit]}"
+              **{name: f"{'ReLU' if arm.model == 'relu' else 'TSRA'}, Torch-Pruning {_TOOLKIT_NAMES[arm.toolkit]}{MATCHED_NAMES[arm.matched]}"
                  for name, arm in ARMS.items() if arm.toolkit}}
 
 # %% ../nbs/08_figures.ipynb #fd7c93df
