@@ -122,6 +122,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                        'cob_paper.distributed.share_of': ('distributed.html#share_of', 'cob_paper/distributed.py'),
                                        'cob_paper.distributed.world': ('distributed.html#world', 'cob_paper/distributed.py')},
             'cob_paper.experiments': { 'cob_paper.experiments.Arm': ('experiments.html#arm', 'cob_paper/experiments.py'),
+                                       'cob_paper.experiments.Arm.__post_init__': ( 'experiments.html#arm.__post_init__',
+                                                                                    'cob_paper/experiments.py'),
                                        'cob_paper.experiments.Arm.toolkit_name': ( 'experiments.html#arm.toolkit_name',
                                                                                    'cob_paper/experiments.py'),
                                        'cob_paper.experiments.MissingModelError': ( 'experiments.html#missingmodelerror',

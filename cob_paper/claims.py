@@ -427,13 +427,14 @@ def beyond_standing(run: dict, figures_folder: str, experiment: str = "beyond") 
     target, that costs no more: leaves at most CoB's MACs, or runs at least as fast; and how each fares against the random control."""
     beyond, start = run[experiment], unpruned_accuracy(run, experiment)
     toolkit = [a for a in _arms(beyond) if ARMS[a].toolkit and ARMS[a].toolkit != RANDOM_RANKING]     # the control is not a rival
+    same_count = [a for a in toolkit if ARMS[a].matched == "parameters"]   # at the same target, the same parameter count as CoB
     began = lambda model: f" (unpruned: {start[model].format(unit='%')})" if model in start else ""
     lines = ["| " + " | ".join(STANDING_HEADER) + " |", "|" + "---|" * len(STANDING_HEADER)]
     strongest, above, not_compared, above_by_macs, matched, unmatched = {}, [], [], [], [], []
     macs = lambda arm, at: f"{_macs_left(beyond, arm, at).mean:.2f} M MACs"
     images_per_s = lambda arm, at: f"{_mean_speed(beyond, arm, at):.0f} images/s"
     for t in beyond_targets(beyond):
-        cob, ran = arm_accuracy(beyond, "cob", t, "after"), {a: s for a in toolkit if (s := arm_accuracy(beyond, a, t, "after"))}
+        cob, ran = arm_accuracy(beyond, "cob", t, "after"), {a: s for a in same_count if (s := arm_accuracy(beyond, a, t, "after"))}
         if cob is None or not ran: not_compared.append(f"{t:g}"); continue
         best = strongest[t] = max(ran, key=lambda a: ran[a].mean)
         if cob.mean > ran[best].mean: above.append(f"{t:g}")

@@ -149,12 +149,20 @@ class Arm:
     toolkit: str | None = None       # rank and remove with this Torch-Pruning importance instead
     matched: str = "parameters"      # a global toolkit ranking's plan matches the per-layer plan's parameters, or its MACs ("macs")
 
+    def __post_init__(self):
+        if self.matched not in MATCHED_NAMES:
+            raise ValueError(f"Arm(matched={self.matched!r}): a plan is held to {' or '.join(map(repr, MATCHED_NAMES))}; choose one.")
+        if self.matched != "parameters" and self.toolkit not in GLOBAL_TOOLKIT_IMPORTANCES:
+            raise ValueError(f"Arm(toolkit={self.toolkit!r}, matched={self.matched!r}): only a global ranking "
+                             f"({', '.join(GLOBAL_TOOLKIT_IMPORTANCES)}) is held to another cost; a per-layer one keeps CoB's widths, so "
+                             f"its parameters and MACs both. Leave matched as 'parameters'.")
+
     @property
     def toolkit_name(self) -> str | None:
         "The toolkit arm's ranking as tables name it: its importance, and what its plan is held to where not the parameter count."
         return self.toolkit and self.toolkit + MATCHED_NAMES[self.matched]
 
-MATCHED_NAMES = {"parameters": "", "macs": " at CoB's MACs"}
+MATCHED_NAMES = {"parameters": "", "macs": " (held to CoB's MACs)"}
 
 TOOLKIT_IMPORTANCES = ("l1", "l2", "bn_scale", "lamp", "taylor")
 TOOLKIT_BATCHES = 2          # labelled calibration batches (of CALIBRATION_BATCH images) for the Taylor importance's gradients

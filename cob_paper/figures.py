@@ -253,7 +253,7 @@ def figure_beyond(beyond: list[Result], x: str = "macs", store_root: str = "resu
             if x == "macs": xs = [spread_of(rows, "macs_left", 1e-6).mean for _, rows in groups_of_arm]
             else: xs = [Spread.of([s["throughput_speedup"] for s in speeds[(arm, _key(st))]]).mean for st, _ in groups_of_arm]
             ys = [spread_of(rows, field, 100).mean for _, rows in groups_of_arm]
-            style = "--" if ARMS[arm].model == "relu" else ":" if ARMS[arm].toolkit else "-"
+            style = "--" if ARMS[arm].model == "relu" else "-." if ARMS[arm].matched != "parameters" else ":" if ARMS[arm].toolkit else "-"
             ax.plot(xs, ys, style, marker="o", ms=3, color=palette[arm], label=ARM_LABELS.get(arm, arm))
         ax.axhline(CHANCE_PERCENT, color="0.75", lw=0.8)
         ax.set(xlabel="MACs left (millions, log scale)" if x == "macs" else "measured throughput speed-up at batch 256 (x)",

@@ -322,7 +322,8 @@ def global_keep(model: VGG, scores: dict, count: int) -> dict:
     return {u.name: _kept_per_subspace(u, part) for u, part in zip(units, kept.split([u.width for u in units]))}
 
 # %% ../nbs/04b_torch_pruning.ipynb #155a40d5
-MATCHED_COSTS = ("parameters", "macs")   # what a global ranking's plan matches of the per-layer plan at the same target
+_COUNTERS = {"parameters": count_parameters, "macs": count_macs}
+MATCHED_COSTS = tuple(_COUNTERS)   # what a global ranking's plan matches of the per-layer plan at the same target
 
 def _cost_left(model: nn.Module, keep: dict, cost: str = "parameters") -> int:
     """The parameters (or, with `cost="macs"`, the MACs) of `model` (any contract network) if only the `keep` channels of each unit
@@ -331,7 +332,7 @@ def _cost_left(model: nn.Module, keep: dict, cost: str = "parameters") -> int:
                for t in [*model.parameters(), *model.buffers()]}
     pruned = copy.deepcopy(model, on_meta)       # the weights are not copied: each is already mapped to its meta twin
     for unit in pruned.prunable_units(): remove_channels(unit, keep[unit.name])
-    return count_parameters(pruned) if cost == "parameters" else count_macs(pruned)
+    return _COUNTERS[cost](pruned)
 
 def _global_keep_matching(model: VGG, scores: dict, cost: str, budget: int) -> dict:
     """The global plan (bisection on the number of channels removed, which never raises either cost) whose parameter count is
