@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as ticker
 import seaborn as sns
 
 from .data import CIFAR10_TRAIN_IMAGES
@@ -258,6 +259,10 @@ def figure_beyond(beyond: list[Result], x: str = "macs", store_root: str = "resu
         ax.axhline(CHANCE_PERCENT, color="0.75", lw=0.8)
         ax.set(xlabel="MACs left (millions, log scale)" if x == "macs" else "measured throughput speed-up at batch 256 (x)",
                title=f"{when} fine-tuning", xscale="log" if x == "macs" else "linear")
+        if x == "macs":     # plain numbers at 1, 2 and 5 of each decade: a range under a decade otherwise crowds "3×10⁰4×10⁰"
+            ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     axes[0].set(ylabel="test accuracy (%, mean over seeds)", ylim=(0, 100))
     axes[1].legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
