@@ -429,6 +429,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'cob_paper.prune.strategy_from_dict': ('prune.html#strategy_from_dict', 'cob_paper/prune.py'),
                                  'cob_paper.prune.strategy_to_dict': ('prune.html#strategy_to_dict', 'cob_paper/prune.py')},
             'cob_paper.reports': { 'cob_paper.reports._bench_lines': ('reports.html#_bench_lines', 'cob_paper/reports.py'),
+                                   'cob_paper.reports._ladder_rates': ('reports.html#_ladder_rates', 'cob_paper/reports.py'),
                                    'cob_paper.reports.execute_notebook': ('reports.html#execute_notebook', 'cob_paper/reports.py'),
                                    'cob_paper.reports.gpu_session_lines': ('reports.html#gpu_session_lines', 'cob_paper/reports.py'),
                                    'cob_paper.reports.performance_markdown': ('reports.html#performance_markdown', 'cob_paper/reports.py'),

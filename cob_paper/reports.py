@@ -113,20 +113,35 @@ def performance_markdown(results_dir, runs: dict) -> str:
     return "\n".join(lines) if lines else "No benchmark or run has been timed yet.\n"
 
 # %% ../nbs/08b_reports.ipynb #909db5c3
+def _ladder_rates(results_dir, device: str, batch_size: int) -> tuple[list[tuple[str, float]], list[Path]]:
+    """The training rates of the engine ladder's rungs beyond eager (`bench/train_throughput.py`) measured on `device` at
+    `batch_size`, and the files they came from; the authors' loop is the reference, not an engine of this project."""
+    rates, cited = [], []
+    for path in bench_files(results_dir):
+        r = json.loads(path.read_text())
+        if r["benchmark"] != "train_throughput" or r["device"] != device or r["config"]["batch_size"] != batch_size: continue
+        found = [(f"{row['model']} ({row['rung']}; engine ladder)", row["train_images_per_s"]) for row in r["rows"]
+                 if "error" not in row and row["rung"] not in ("authors", "eager")]
+        rates, cited = rates + found, cited + [path] * bool(found)
+    return rates, cited
+
 def scaling_markdown(results_dir, steps: int, batch_size: int, gpus=(1, 8)) -> str:
-    "Estimated hours per model of a schedule of `steps` x `batch_size` images, from the latest lent-GPU probe's training rates."
+    """Estimated hours per model of a schedule of `steps` x `batch_size` images, from the latest lent-GPU probe's training rates,
+    and the engine ladder's faster rungs on the same card at the same batch."""
     probes = gpu_session_files(results_dir, "probe.json")
     if not probes: return "No GPU has measured the engine yet, so there is no estimate.\n"
     probe = json.loads(probes[-1].read_text())
-    images = steps * batch_size
+    images, probe_batch = steps * batch_size, probe["config"]["batch_size"]
+    engines = {"tsra": "tsra (eager)", "tsra_fused": "tsra (fused unit)", "relu": "relu (eager)"}   # tsra_fused: where the probe checked it
+    rates = [(name, probe[model]["images_per_s"]) for model, name in engines.items() if model in probe]
+    ladder, cited = _ladder_rates(results_dir, probe["device"], probe_batch)
+    from_ladder = (f"; the faster engines from the engine ladder on the same card and batch, "
+                   f"{', '.join(f'`{cite_file(p, results_dir)}`' for p in cited)}" if cited else "")
     lines = [f"Estimated from the training rates measured on one {probe['device']} (`{cite_file(probes[-1], results_dir)}`; "
-             f"bf16, batch {probe['config']['batch_size']}): {steps:,} steps of {batch_size:,} images per model.", "",
+             f"bf16, batch {probe_batch}{from_ladder}): {steps:,} steps of {batch_size:,} images per model.", "",
              "| model | images/s on one GPU | " + " | ".join(f"hours on {n} GPU{'s' if n > 1 else ''}" for n in gpus) + " |",
              "|---|---|" + "---|" * len(gpus)]
-    engines = {"tsra": "tsra (eager)", "tsra_fused": "tsra (fused unit)", "relu": "relu (eager)"}   # tsra_fused: where the probe checked it
-    for model, name in engines.items():
-        if model not in probe: continue
-        rate = probe[model]["images_per_s"]
+    for name, rate in rates + ladder:
         lines.append(f"| {name} | {rate:,.0f} | " + " | ".join(f"{images / (rate * n) / 3600:.2f}" for n in gpus) + " |")
     return "\n".join(lines) + "\n"
 
