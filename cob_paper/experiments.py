@@ -5,16 +5,17 @@
 # %% auto #0
 __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES', 'FIXED_RATIO_TARGETS', 'THRESHOLD_TAUS',
            'MATCHED_NAMES', 'TOOLKIT_IMPORTANCES', 'TOOLKIT_BATCHES', 'RANDOM_RANKING', 'TSRA_TOOLKIT_IMPORTANCES',
-           'GLOBAL_TOOLKIT_IMPORTANCES', 'ARMS', 'TOOLKIT_ON_TSRA_ARMS', 'BEYOND_ARMS', 'BEYOND_TARGETS',
-           'BEYOND_SPEED', 'FULL_EPOCHS', 'FULL_FINETUNE_EPOCHS', 'SEEDS_RUN_EPOCHS', 'SEEDS_RUN_FINETUNE_EPOCHS',
-           'TSRA_STUDY_VARIANTS', 'TSRA_STUDY_CONTROLS', 'STUDY_EPOCHS', 'PRESETS', 'MODELS', 'CALIBRATION_BATCH',
-           'GRID_FIELD', 'RUNNERS', 'RunSettings', 'ReproductionConfig', 'sweep', 'paper_experiments', 'Arm',
-           'beyond_experiment', 'toolkit_on_tsra_experiment', 'tsra_grid', 'grid_entries', 'selected_sweep',
+           'GLOBAL_TOOLKIT_IMPORTANCES', 'ONE_SHOT_ARMS', 'ITERATIVE_STEPS', 'ITERATED', 'ARMS', 'TOOLKIT_ON_TSRA_ARMS',
+           'BEYOND_ARMS', 'ITERATIVE_ARMS', 'BEYOND_TARGETS', 'BEYOND_SPEED', 'FULL_EPOCHS', 'FULL_FINETUNE_EPOCHS',
+           'SEEDS_RUN_EPOCHS', 'SEEDS_RUN_FINETUNE_EPOCHS', 'TSRA_STUDY_VARIANTS', 'TSRA_STUDY_CONTROLS',
+           'STUDY_EPOCHS', 'PRESETS', 'MODELS', 'CALIBRATION_BATCH', 'GRID_FIELD', 'STEP_SEED_STRIDE', 'RUNNERS',
+           'RunSettings', 'ReproductionConfig', 'sweep', 'paper_experiments', 'Arm', 'beyond_experiment',
+           'toolkit_on_tsra_experiment', 'iterative_experiment', 'tsra_grid', 'grid_entries', 'selected_sweep',
            'check_spec', 'default_device', 'default_preset', 'paper_config', 'full_config', 'full_seeds_config',
            'quick_config', 'laptop_config', 'smoke_config', 'tsra_study_experiments', 'tsra_study_config',
            'tsra_study_laptop_config', 'describe', 'Workspace', 'preset_of', 'reproduce_command', 'MissingModelError',
            'fusable', 'SeedRun', 'run_unpruned', 'variant_key', 'run_grid', 'basis_and_importance', 'prepared_arm',
-           'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant', 'chosen_model', 'study_choices',
+           'step_recipe', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant', 'chosen_model', 'study_choices',
            'run_selected', 'reproduce', 'collect', 'record_run']
 
 # %% ../nbs/07_experiments.ipynb #c2ff4b8e
@@ -36,7 +37,7 @@ from .files import git_commit, provenance, tensors_sha256
 from .fused import UNFUSED_SETTINGS
 from .models import VGG, VGGConfig, count_macs, count_parameters, load_model, relu_vgg_config, save_model, tsra_vgg_config
 from .prune import (ParameterTarget, PlanRefused, ProportionOfMax, ProportionOfMean, ProportionOfMedian, ZScore,
-                             prune, strategy_from_dict, strategy_to_dict)
+                             cob_prune, prune, prune_in_steps, strategy_from_dict, strategy_to_dict)
 from .results import GRID_MODELS, Result, ResultStore, SweepRow, data_description, model_description, paper_scale, recipe_length
 from .speed import inference_speed, speed_against
 from .stats import (collect_statistics, importance_in_basis, load_statistics, native_importance, random_rotations,
@@ -148,8 +149,13 @@ class Arm:
     exact_removal: bool = False      # pruned RMSNorms keep their unpruned width in the divisor (this project's variant)
     toolkit: str | None = None       # rank and remove with this Torch-Pruning importance instead
     matched: str = "parameters"      # a global toolkit ranking's plan matches the per-layer plan's parameters, or its MACs ("macs")
+    steps: int = 1                   # prune in this many steps (chapter 4's prune_in_steps), the fine-tuning shared out between them
 
     def __post_init__(self):
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"Arm(steps={self.steps!r}): steps must be an int >= 1 (1 prunes once).")
+        if self.steps > 1 and self.basis == "random":
+            raise ValueError("Arm(basis='random', steps>1): a random basis is drawn once, for one prune; prune it in one step.")
         if self.matched not in MATCHED_NAMES:
             raise ValueError(f"Arm(matched={self.matched!r}): a plan is held to {' or '.join(map(repr, MATCHED_NAMES))}; choose one.")
         if self.matched != "parameters" and self.toolkit not in GLOBAL_TOOLKIT_IMPORTANCES:
@@ -159,8 +165,13 @@ class Arm:
 
     @property
     def toolkit_name(self) -> str | None:
-        "The toolkit arm's ranking as tables name it: its importance, and what its plan is held to where not the parameter count."
-        return self.toolkit and self.toolkit + MATCHED_NAMES[self.matched]
+        "The toolkit arm's ranking as tables name it: its importance, what its plan is held to where not the parameter count, its steps."
+        return self.toolkit and self.toolkit + MATCHED_NAMES[self.matched] + self.steps_name
+
+    @property
+    def steps_name(self) -> str:
+        "How tables name the arm's schedule: nothing for one prune."
+        return f" in {self.steps} steps" if self.steps > 1 else ""
 
 MATCHED_NAMES = {"parameters": "", "macs": " (held to CoB's MACs)"}
 
@@ -172,14 +183,19 @@ TSRA_TOOLKIT_IMPORTANCES = (*(name for name in TOOLKIT_IMPORTANCES if name != "b
 # the importances ranked over the whole network (tp_plugin's TORCH_PRUNING_BASELINES): held to CoB's MACs as well as to its parameters;
 # a per-layer ranking keeps CoB's widths, and so its MACs, already
 GLOBAL_TOOLKIT_IMPORTANCES = ("lamp", "taylor")
-ARMS = {"baseline": Arm("tsra"), "cob": Arm("tsra", "pca"), "random_rotation": Arm("tsra", "random"),
-        "cob_exact_removal": Arm("tsra", "pca", exact_removal=True), "relu": Arm("relu"),
-        **{f"relu_tp_{name}": Arm("relu", toolkit=name) for name in TOOLKIT_IMPORTANCES},
-        **{f"tsra_tp_{name}": Arm("tsra", toolkit=name) for name in TSRA_TOOLKIT_IMPORTANCES},
-        **{f"tsra_tp_{name}_at_cob_macs": Arm("tsra", toolkit=name, matched="macs") for name in GLOBAL_TOOLKIT_IMPORTANCES}}
-TOOLKIT_ON_TSRA_ARMS = ["cob", *(name for name, arm in ARMS.items() if arm.model == "tsra" and arm.toolkit)]
+ONE_SHOT_ARMS = {"baseline": Arm("tsra"), "cob": Arm("tsra", "pca"), "random_rotation": Arm("tsra", "random"),
+                 "cob_exact_removal": Arm("tsra", "pca", exact_removal=True), "relu": Arm("relu"),
+                 **{f"relu_tp_{name}": Arm("relu", toolkit=name) for name in TOOLKIT_IMPORTANCES},
+                 **{f"tsra_tp_{name}": Arm("tsra", toolkit=name) for name in TSRA_TOOLKIT_IMPORTANCES},
+                 **{f"tsra_tp_{name}_at_cob_macs": Arm("tsra", toolkit=name, matched="macs") for name in GLOBAL_TOOLKIT_IMPORTANCES}}
+ITERATIVE_STEPS = 5          # as in Torch-Pruning's own example of iterative pruning (iterative_steps=5)
+# CoB, the magnitude ranking most toolkits start from (per layer), and the two global rankings, each pruned in steps
+ITERATED = ("cob", "tsra_tp_l1", "tsra_tp_lamp", "tsra_tp_taylor")
+ARMS = {**ONE_SHOT_ARMS, **{f"{name}_iterative": dataclasses.replace(ONE_SHOT_ARMS[name], steps=ITERATIVE_STEPS) for name in ITERATED}}
+TOOLKIT_ON_TSRA_ARMS = ["cob", *(name for name, arm in ONE_SHOT_ARMS.items() if arm.model == "tsra" and arm.toolkit)]
 # the toolkit on the TSRA model is an experiment of its own, so that the beyond experiment's arms, and so its digest, stay as recorded
-BEYOND_ARMS = [name for name in ARMS if name not in TOOLKIT_ON_TSRA_ARMS[1:]]
+BEYOND_ARMS = [name for name in ONE_SHOT_ARMS if name not in TOOLKIT_ON_TSRA_ARMS[1:]]
+ITERATIVE_ARMS = ["cob", *(name for name, arm in ARMS.items() if arm.steps > 1)]    # CoB pruned once is the reference
 BEYOND_TARGETS, BEYOND_SPEED = (0.3, 0.5, 0.7, 0.8, 0.9), {"latency_batch": 1, "throughput_batch": 256, "repeats": 20}
 
 def beyond_experiment(ratios=BEYOND_TARGETS, arms=BEYOND_ARMS, speed: dict | None = None) -> dict:
@@ -189,6 +205,10 @@ def beyond_experiment(ratios=BEYOND_TARGETS, arms=BEYOND_ARMS, speed: dict | Non
 def toolkit_on_tsra_experiment(ratios=BEYOND_TARGETS, speed: dict | None = None) -> dict:
     "CoB beside the toolkit's importances on the same trained TSRA model, at the parameter targets `ratios`, timed: no network differs."
     return sweep(TOOLKIT_ON_TSRA_ARMS, [ParameterTarget(t) for t in ratios], speed or BEYOND_SPEED)
+
+def iterative_experiment(ratios=BEYOND_TARGETS) -> dict:
+    "CoB pruned once and in steps, beside the toolkit's rankings in steps, on the same trained TSRA model at the parameter targets `ratios`."
+    return sweep(ITERATIVE_ARMS, [ParameterTarget(t) for t in ratios])
 
 # %% ../nbs/07_experiments.ipynb #db13b359
 _VARIANT_NAME = re.compile(r"[a-z0-9_]+")
@@ -221,6 +241,11 @@ def check_spec(spec: dict, name: str | None = None) -> dict:
                                                           if not isinstance(strategy_from_dict(s), ParameterTarget)]):
         raise ValueError(f"{where}: the toolkit arms {toolkit} take parameter targets only, got {other}; use ParameterTarget(t), "
                          f"or sweep those strategies in an experiment without toolkit arms.")
+    stepped = [a for a in arms if ARMS[a].steps > 1]
+    if spec["kind"] in ("sweep", "selected") and stepped and (other := [s for s in spec["strategies"]
+                                                                      if not isinstance(strategy_from_dict(s), ParameterTarget)]):
+        raise ValueError(f"{where}: the arms {stepped} prune in steps, planned from a parameter target, got {other}; use "
+                         f"ParameterTarget(t), or sweep those strategies in an experiment without arms in steps.")
     if spec["kind"] == "selected" and (not_tsra := [a for a in arms if ARMS[a].model != "tsra" or ARMS[a].toolkit]):
         raise ValueError(f"{where} prunes a TSRA variant, so its arms must be TSRA arms, got {not_tsra}; choose from "
                          f"{[a for a, arm in ARMS.items() if arm.model == 'tsra' and not arm.toolkit]}.")
@@ -256,7 +281,7 @@ def full_config(epochs: float = FULL_EPOCHS, finetune_epochs: float = FULL_FINET
     "The paper's models on all of CIFAR-10 with a short schedule, for one GPU."
     return ReproductionConfig(**{"preset": "full", "seeds": [0, 1, 2],
                                  "experiments": {**paper_experiments(), "beyond": beyond_experiment(),
-                                                 "toolkit_on_tsra": toolkit_on_tsra_experiment()},
+                                                 "toolkit_on_tsra": toolkit_on_tsra_experiment(), "iterative": iterative_experiment()},
                                  "tsra_train": tsra_recipe(epochs=epochs, warmup_steps=-1), "relu_train": relu_recipe(epochs=epochs),
                                  "finetune": finetune_recipe(epochs=finetune_epochs),
                                  "settings": RunSettings(Execution(checkpoint_every=500)), **overrides})
@@ -287,7 +312,8 @@ def laptop_config(**overrides) -> ReproductionConfig:
                        overrides={"calibration_size": 5000, "seeds": [0, 1, 2],
                                   "experiments": {**paper_experiments(FIXED_RATIO_TARGETS[1:]),
                                                   "beyond": beyond_experiment(speed=(laptop_speed := {**BEYOND_SPEED, "repeats": 10})),
-                                                  "toolkit_on_tsra": toolkit_on_tsra_experiment(speed=laptop_speed)},
+                                                  "toolkit_on_tsra": toolkit_on_tsra_experiment(speed=laptop_speed),
+                                                  "iterative": iterative_experiment()},
                                   **overrides})
 
 def smoke_config(**overrides) -> ReproductionConfig:
@@ -295,7 +321,8 @@ def smoke_config(**overrides) -> ReproductionConfig:
     return _cpu_config("smoke", 1 / 16, 1000, 500, epochs=1, warmup_steps=2, finetune={"steps": 3}, batch_size=100, log_every=5,
                        overrides={"experiments": {**paper_experiments((0.3, 0.7), {"ZScore": [0.0], "ProportionOfMax": [0.1]}),
                                                   "beyond": beyond_experiment((0.5,), speed=(smoke_speed := {**BEYOND_SPEED, "throughput_batch": 8, "repeats": 2})),
-                                                  "toolkit_on_tsra": toolkit_on_tsra_experiment((0.5,), speed=smoke_speed)},
+                                                  "toolkit_on_tsra": toolkit_on_tsra_experiment((0.5,), speed=smoke_speed),
+                                                  "iterative": iterative_experiment((0.5,))},
                                   **overrides})
 
 def _gains(**changes) -> dict: return {"tsra": {**VGGConfig().tsra, **changes}}
@@ -498,15 +525,44 @@ def basis_and_importance(arm: Arm, stats: list, seed: int) -> tuple[list | None,
 def prepared_arm(run: SeedRun, arm: Arm) -> tuple[VGG, dict | None]:
     "The trained model of `arm` with its basis merged, and each unit's importance in that basis (None for a toolkit arm)."
     model = run.model(arm.model)
-    if arm.toolkit: return model, None
+    if arm.toolkit or arm.steps > 1: return model, None        # an arm in steps measures its importance again at each step
     stats = run.statistics(arm.model)
     rotations, importance = basis_and_importance(arm, stats, run.seed)
     if rotations is not None: rotate_model(model, rotations)
     return model, {s.name: imp for s, imp in zip(stats, importance)}
 
 # %% ../nbs/07_experiments.ipynb #6e452514
+def _finetuned(run: SeedRun, model: VGG, recipe: TrainConfig, seed: int):
+    # fine-tuning runs eager: every row has new widths, so a compiled step would compile again for each row, at a cost larger than
+    # a row's short fine-tune can repay (the compiled TSRA's first step against the eager one's: bench/train_throughput-cuda.json)
+    train(model, *run.train_data, recipe, seed=seed,
+          execution=dataclasses.replace(run.config.settings.execution, progress=False, checkpoint_every=0, compile=False))
+
+def step_recipe(recipe: TrainConfig, steps: int) -> TrainConfig:
+    "One step's share of the fine-tuning `recipe` when it is shared out between `steps` steps: its epochs over `steps`, or its steps (at least 1)."
+    if steps == 1: return recipe
+    if recipe.epochs is not None: return dataclasses.replace(recipe, epochs=recipe.epochs / steps)
+    return dataclasses.replace(recipe, steps=max(1, round(recipe.steps / steps)))
+
+STEP_SEED_STRIDE = 1000      # step i's fine-tuning draws its batches from seed + i * STEP_SEED_STRIDE: each step sees other images
+
+def _toolkit_step(run: SeedRun, arm: Arm, unpruned: VGG) -> Callable:
+    "How a toolkit arm prunes to one step's widths: a per-layer ranking to those widths, a global one to their cost on `unpruned`."
+    from cob_paper.tp_plugin import TAKES_DATA, cost_at_widths, prune_with_torch_pruning    # the optional `compare` extra
+    options = {"calibration_batches": run.calibration_labelled[:TOOLKIT_BATCHES] if arm.toolkit in TAKES_DATA else None,
+               "seed": run.seed, "matched": arm.matched}
+    if arm.toolkit in GLOBAL_TOOLKIT_IMPORTANCES:
+        return lambda m, widths: prune_with_torch_pruning(m, arm.toolkit, budget=cost_at_widths(unpruned, widths, arm.matched), **options)[1]
+    return lambda m, widths: prune_with_torch_pruning(m, arm.toolkit, widths, **options)[1]
+
 def _pruned(run: SeedRun, arm: Arm, model: VGG, importance: dict | None, strategy):
+    "A pruned copy of `model` and its report; in steps, with every step's fine-tuning but the last done."
     pruned = copy.deepcopy(model)
+    if arm.steps > 1:
+        prune_step = (_toolkit_step(run, arm, model) if arm.toolkit else
+                      lambda m, widths: cob_prune(m, run.calibration, widths, arm.basis == "pca", exact_removal=arm.exact_removal)[1])
+        between = lambda m, step: _finetuned(run, m, step_recipe(run.config.finetune, arm.steps), run.seed + step * STEP_SEED_STRIDE)
+        return pruned, prune_in_steps(pruned, strategy, arm.steps, prune_step, between)
     if arm.toolkit:
         from cob_paper.tp_plugin import TAKES_DATA, prune_with_torch_pruning   # the optional `compare` extra (a parameter target: check_spec)
         batches = run.calibration_labelled[:TOOLKIT_BATCHES] if arm.toolkit in TAKES_DATA else None
@@ -516,15 +572,13 @@ def _pruned(run: SeedRun, arm: Arm, model: VGG, importance: dict | None, strateg
     return pruned, report
 
 def sweep_row(run: SeedRun, arm_name: str, arm: Arm, model: VGG, importance: dict | None, strategy) -> tuple[SweepRow, VGG | None]:
-    "One row of a sweep, and the pruned, fine-tuned model (None if the strategy was refused)."
+    """One row of a sweep, and the pruned, fine-tuned model (None if the strategy was refused). An arm in steps is evaluated
+    after its last step, before that step's fine-tuning, its share of the recipe."""
     try: pruned, report = _pruned(run, arm, model, importance, strategy)
     except PlanRefused as e: return SweepRow(arm_name, strategy_to_dict(strategy), error=str(e)), None
     row = SweepRow(arm_name, strategy_to_dict(strategy), 100 * report.fraction_parameters_removed, report.parameters_after,
                    report.macs_after, [layer.width_after for layer in report.layers], evaluate(pruned, *run.test))
-    # fine-tuning runs eager: every row has new widths, so a compiled step would compile again for each row, at a cost larger than
-    # a row's short fine-tune can repay (the compiled TSRA's first step against the eager one's: bench/train_throughput-cuda.json)
-    train(pruned, *run.train_data, run.config.finetune, seed=run.seed,
-          execution=dataclasses.replace(run.config.settings.execution, progress=False, checkpoint_every=0, compile=False))
+    _finetuned(run, pruned, step_recipe(run.config.finetune, arm.steps), run.seed)
     row.accuracy_after_finetune = evaluate(pruned, *run.test)
     return row, pruned
 

@@ -13,6 +13,7 @@ __all__ = ['Run', 'AUTHORS_EPOCHS', 'ARM_LABELS', 'GAP_TO_RELU', 'GAP_TO_CHOSEN_
 
 # %% ../nbs/08_figures.ipynb #121a1764
 import csv
+import dataclasses
 import functools
 import io
 import json
@@ -70,11 +71,13 @@ def run_label(results: list[Result], store_root: str = "results") -> str:
 
 _TOOLKIT_NAMES = {"l1": "L1", "l2": "L2", "bn_scale": "BN scale", "lamp": "LAMP", "taylor": "Taylor",
                   RANDOM_RANKING: "random ranking (control)"}
-ARM_LABELS = {"baseline": "TSRA, native basis (baseline)", "cob": "TSRA, change of basis (CoB)",
-              "relu": "ReLU control, native basis", "random_rotation": "TSRA, random rotation (control)",
-              "cob_exact_removal": "TSRA, CoB + exact removal (this project)",
-              **{name: f"{'ReLU' if arm.model == 'relu' else 'TSRA'}, Torch-Pruning {_TOOLKIT_NAMES[arm.toolkit]}{MATCHED_NAMES[arm.matched]}"
-                 for name, arm in ARMS.items() if arm.toolkit}}
+_BASIS_LABELS = {"baseline": "TSRA, native basis (baseline)", "cob": "TSRA, change of basis (CoB)",
+                 "relu": "ReLU control, native basis", "random_rotation": "TSRA, random rotation (control)",
+                 "cob_exact_removal": "TSRA, CoB + exact removal (this project)"}
+_ONE_SHOT = {arm: name for name, arm in ARMS.items() if arm.steps == 1}   # an arm in steps is named after it
+ARM_LABELS = {name: (_BASIS_LABELS[_ONE_SHOT[dataclasses.replace(arm, steps=1)]] if not arm.toolkit else
+                     f"{'ReLU' if arm.model == 'relu' else 'TSRA'}, Torch-Pruning {_TOOLKIT_NAMES[arm.toolkit]}{MATCHED_NAMES[arm.matched]}")
+                     + arm.steps_name for name, arm in ((n, ARMS[n]) for n in dict.fromkeys([*_BASIS_LABELS, *ARMS]))}
 
 # %% ../nbs/08_figures.ipynb #fd7c93df
 def _style():
@@ -255,7 +258,7 @@ def figure_beyond(beyond: list[Result], x: str = "macs", store_root: str = "resu
             else: xs = [Spread.of([s["throughput_speedup"] for s in speeds[(arm, _key(st))]]).mean for st, _ in groups_of_arm]
             ys = [spread_of(rows, field, 100).mean for _, rows in groups_of_arm]
             style = "--" if ARMS[arm].model == "relu" else "-." if ARMS[arm].matched != "parameters" else ":" if ARMS[arm].toolkit else "-"
-            ax.plot(xs, ys, style, marker="o", ms=3, color=palette[arm], label=ARM_LABELS.get(arm, arm))
+            ax.plot(xs, ys, style, marker="s" if ARMS[arm].steps > 1 else "o", ms=3, color=palette[arm], label=ARM_LABELS.get(arm, arm))
         ax.axhline(CHANCE_PERCENT, color="0.75", lw=0.8)
         ax.set(xlabel="MACs left (millions, log scale)" if x == "macs" else "measured throughput speed-up at batch 256 (x)",
                title=f"{when} fine-tuning", xscale="log" if x == "macs" else "linear")

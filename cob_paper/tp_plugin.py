@@ -6,7 +6,7 @@
 __all__ = ['TORCH_PRUNING_BASELINES', 'TAKES_DATA', 'DRAWN_AT_RANDOM', 'MATCHED_COSTS', 'trace_units', 'TSRAPruner',
            'UnlearnedNormPruner', 'customized_pruners', 'UnitImportance', 'CoBImportance', 'torch_pruner',
            'prune_as_planned', 'cob_prune_with_torch_pruning', 'unit_scores', 'toolkit_scores', 'global_keep',
-           'prune_with_torch_pruning', 'torch_pruning_counts']
+           'cost_at_widths', 'prune_with_torch_pruning', 'torch_pruning_counts']
 
 # %% ../nbs/04b_torch_pruning.ipynb #4de37be3
 import copy
@@ -22,8 +22,8 @@ import torch_pruning as tp
 
 from .models import VGG, count_parameters, count_macs
 from .stats import calibration_images, check_rotatable, collect_statistics, native_importance, rotation_and_importance, rotate_model
-from .prune import ParameterTarget, plan_pruning, remove_channels, strategy_to_dict, PruneReport, LayerReport
-from .prune import _ignored_names, _importance_tensor
+from .prune import KeepWidths, ParameterTarget, plan_pruning, remove_channels, strategy_to_dict, PruneReport, LayerReport
+from .prune import _check_strategy, _ignored_names, _importance_tensor
 from .tsra import TSRA
 from .cob import ChannelRMSNorm
 
@@ -349,27 +349,45 @@ def _global_keep_matching(model: VGG, scores: dict, cost: str, budget: int) -> d
     return global_keep(model, scores, min((low, high), key=lambda count: abs(left(count) - budget)))
 
 # %% ../nbs/04b_torch_pruning.ipynb #ddaa2284
-def prune_with_torch_pruning(model: VGG, importance: str, target_t: float, example_inputs: torch.Tensor | None = None,
-                             calibration_batches: Iterable | None = None, seed: int = 0, matched: str = "parameters") -> tuple[VGG, PruneReport]:
-    """Prune `model`'s hidden units in place with a Torch-Pruning importance, to the parameter count of `ParameterTarget(target_t)`,
-    or, ranked globally with `matched="macs"`, to at most the MACs its per-layer plan leaves (taylor ranks by the gradients of
-    labelled `calibration_batches`, random by scores drawn from `seed`)."""
+def cost_at_widths(model: nn.Module, widths: KeepWidths, cost: str = "parameters") -> int:
+    "The parameters (or MACs) `model` would have at `widths` (chapter 4's `KeepWidths`), whichever channels were kept; changes nothing."
+    if cost not in _COUNTERS: raise ValueError(f"cost = {cost!r}: choose one of {MATCHED_COSTS}.")
+    units = model.prunable_units()
+    plans = plan_pruning(units, {u.name: -torch.arange(u.width, dtype=torch.float64) for u in units}, widths)   # checks the widths
+    return _cost_left(model, {p.name: p.keep for p in plans}, cost)
+
+def prune_with_torch_pruning(model: VGG, importance: str, target: float | object | None = None, example_inputs: torch.Tensor | None = None,
+                             calibration_batches: Iterable | None = None, seed: int = 0, matched: str = "parameters",
+                             budget: int | None = None) -> tuple[VGG, PruneReport]:
+    """Prune `model`'s hidden units in place with a Torch-Pruning importance, to the per-layer plan of `target` (a parameter target t,
+    i.e. `ParameterTarget(t)`, or a strategy such as `KeepWidths`): a per-layer ranking follows that plan; a global one (LAMP, Taylor)
+    matches its parameter count, or with `matched="macs"` keeps at most its MACs, or, given `budget` instead of `target`, that
+    many parameters (or MACs). Taylor ranks by the gradients of labelled `calibration_batches`, random by scores drawn from `seed`."""
     _, ranking = _toolkit(importance)
     if matched not in MATCHED_COSTS:
         raise ValueError(f"matched = {matched!r}: a global ranking's plan matches the per-layer plan's parameters or MACs; "
                          f"choose one of {MATCHED_COSTS}.")
-    strategy = ParameterTarget(target_t)
+    if (target is None) == (budget is None) or (budget is not None and ranking != "global"):
+        raise ValueError(f"prune_with_torch_pruning({importance!r}, target={target!r}, budget={budget!r}): give a target, or, for a "
+                         f"global ranking ({', '.join(n for n, (_, r) in TORCH_PRUNING_BASELINES.items() if r == 'global')}), a budget "
+                         f"instead; {importance} is ranked {ranking}.")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 0):
+        raise ValueError(f"budget = {budget!r} must be an int >= 0: the {matched} to keep, e.g. cost_at_widths(model, widths, {matched!r}).")
+    strategy = ParameterTarget(target) if isinstance(target, numbers.Real) and not isinstance(target, bool) else target
+    if strategy is not None: _check_strategy(strategy)
     if importance == "bn_scale" and not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         raise ValueError("bn_scale (network slimming) ranks BatchNorm scales but this model has no BatchNorm; use it on the ReLU "
                          f"control, or choose one of {', '.join(n for n in TORCH_PRUNING_BASELINES if n != 'bn_scale' and n not in DRAWN_AT_RANDOM)}.")
     example_inputs = _example_inputs(model, example_inputs)
     scores = toolkit_scores(model, importance, example_inputs, calibration_batches, seed)     # checks taylor's batches and the seed; changes no weight
     units = model.prunable_units()
-    per_layer = {p.name: p.keep for p in plan_pruning(units, scores, strategy)}
+    per_layer = strategy and {p.name: p.keep for p in plan_pruning(units, scores, strategy)}
     # a per-layer plan is the per-layer plan: its parameters and its MACs are matched both
-    keep = per_layer if ranking == "per-layer" else _global_keep_matching(model, scores, matched, _cost_left(model, per_layer, matched))
+    keep = per_layer if ranking == "per-layer" else _global_keep_matching(model, scores, matched, budget if budget is not None else
+                                                                          _cost_left(model, per_layer, matched))
+    aim = {"target": strategy_to_dict(strategy)} if strategy else {"budget": budget}
     return model, prune_as_planned(model, UnitImportance(model, scores, keep), {"name": "TorchPruning", "importance": importance,
-                                   "ranking": ranking, "matched": matched, "target": strategy_to_dict(strategy)}, example_inputs)
+                                   "ranking": ranking, "matched": matched, **aim}, example_inputs)
 
 # %% ../nbs/04b_torch_pruning.ipynb #430370db
 def torch_pruning_counts(model: VGG, example_inputs: torch.Tensor | None = None) -> dict:
