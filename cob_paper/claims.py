@@ -4,16 +4,16 @@
 
 # %% auto #0
 __all__ = ['PAPER', 'TOLERANCE', 'GAP_TOLERANCE', 'SPREAD_WIDTH', 'QUANTITY_WORDS', 'CLAIMS', 'JUDGED_PRESETS', 'RUN_COLUMNS',
-           'STANDING_HEADER', 'Check', 'allowance_words', 'Claim', 'no_verdict_because', 'Verdict', 'judge',
-           'column_name', 'claims_markdown', 'claims_list_markdown', 'Agreement', 'agreement_with_record',
+           'STANDING_HEADER', 'ITERATIVE_HEADER', 'Check', 'allowance_words', 'Claim', 'no_verdict_because', 'Verdict',
+           'judge', 'column_name', 'claims_markdown', 'claims_list_markdown', 'Agreement', 'agreement_with_record',
            'arm_accuracy', 'timed_at', 'unpruned_accuracy', 'beyond_targets', 'timing_noise', 'beyond_standing',
-           'beyond_summary_markdown']
+           'beyond_summary_markdown', 'iterative_standing', 'iterative_summary_markdown']
 
 # %% ../nbs/08a_claims.ipynb #dc959d5a
 from dataclasses import dataclass
 from typing import Callable
 
-from .experiments import ARMS, PRESETS, RANDOM_RANKING
+from .experiments import ARMS, PRESETS, RANDOM_RANKING, one_shot_arm
 from .figures import PAPER_MODELS, authors_schedule, making_preset, run_kind, run_label, run_preset
 from .models import CHANCE_PERCENT
 from .results import Result, Spread, SweepRow, cite, data_description, devices_of, gap_in_words, seeds_in_words, model_description, paper_scale, recipe_length, row_at, sweep_rows, timed_rows, trained_models
@@ -506,3 +506,59 @@ def beyond_summary_markdown(runs: dict[str, dict], store_root: str = "results", 
     return ("\n".join(lines) + f"\n\n{run_label(beyond, store_root)}.{measured}\n\n#### Where CoB stands against the toolkit, on every "
             "run of the record with these arms\n\n" + "\n\n".join(standings) + "\n\n#### On one network: the toolkit's importances "
             "prune the TSRA model beside CoB (`toolkit_on_tsra`)\n\n" + ("\n\n".join(same_network) or "Not run yet.") + "\n")
+
+# %% ../nbs/08a_claims.ipynb #b4ffbe12
+def _paired_after(first: list[Result], arm: str, second: list[Result], other: str, t: float) -> Spread | None:
+    """`arm` of the sweep `first` minus `other` of the sweep `second` after fine-tuning at `t` (points), seed by seed over the seeds
+    where both ran: the spread of the differences, not the difference of two spreads. None where no seed has both."""
+    ran = lambda results, name: {res.seed: r.accuracy_after_finetune for res in results if (r := row_at(res, name, t)) and r.ok}
+    mine, theirs = ran(first, arm), ran(second, other)
+    seeds = sorted(mine.keys() & theirs.keys())
+    return Spread.of([100 * (mine[s] - theirs[s]) for s in seeds]) if seeds else None
+
+def _clearly_above(difference: Spread) -> bool: return difference.mean - (difference.std or 0.0) > 0
+
+ITERATIVE_HEADER = ["t", "CoB once (%)", "CoB in steps (%)", "CoB in steps minus once (points)", "strongest ranking in steps",
+                    "its accuracy (%)", "CoB once minus it (points)", "CoB in steps minus it (points)",
+                    "each ranking in steps minus itself once (points)"]
+
+def iterative_standing(run: dict, figures_folder: str) -> str:
+    """At every target of the run's `iterative` experiment: CoB in steps against CoB once, and both against the strongest of the
+    toolkit's rankings in steps; beside them, each ranking in steps against itself pruned once (`toolkit_on_tsra`). Paired by seed."""
+    steps, once = run["iterative"], run.get("toolkit_on_tsra", [])
+    arms = _arms(steps)
+    stepped_cob = next((a for a in arms if ARMS[a].steps > 1 and not ARMS[a].toolkit), None)
+    rivals = [a for a in arms if ARMS[a].toolkit and ARMS[a].steps > 1]
+    head, where = f"{run_kind(steps)}, {seeds_in_words(len(steps))}: ", f"Every arm and target: `{figures_folder}/iterative_table.md`."
+    listed = lambda ts: f" (t = {', '.join(f'{t:g}' for t in ts)})" if ts else ""
+    lines = ["| " + " | ".join(ITERATIVE_HEADER) + " |", "|" + "---|" * len(ITERATIVE_HEADER)]
+    compared, gains, over_once, over_steps = [], [], [], []
+    for t in beyond_targets(steps):
+        cob, cob_steps = arm_accuracy(steps, "cob", t, "after"), stepped_cob and arm_accuracy(steps, stepped_cob, t, "after")
+        ran = {a: s for a in rivals if (s := arm_accuracy(steps, a, t, "after"))}
+        if not (cob and cob_steps and ran): continue
+        best = max(ran, key=lambda a: ran[a].mean)
+        gain, vs_once, vs_steps = (_paired_after(steps, a, steps, b, t) for a, b in (
+            (stepped_cob, "cob"), ("cob", best), (stepped_cob, best)))
+        compared.append(t); gains.append((t, gain)); over_once.append((t, vs_once)); over_steps.append((t, vs_steps))
+        own = [f"{ARMS[a].toolkit} {d.format(signed=True)}" for a in rivals if (d := _paired_after(steps, a, once, one_shot_arm(a), t))]
+        lines.append(f"| {t:g} | {cob.format()} | {cob_steps.format()} | {gain.format(signed=True)} | {ARMS[best].toolkit_name} | "
+                     f"{ran[best].format()} | {vs_once.format(signed=True)} | {vs_steps.format(signed=True)} | {', '.join(own) or 'not run once'} |")
+    if not compared:
+        return head + f"no target where CoB once, CoB in steps and a ranking in steps all pruned a model (each was refused, or not run). {where}"
+    above = lambda pairs, rule: [t for t, d in pairs if rule(d)]
+    count = lambda ts: f"{len(ts)} of {len(compared)} targets{listed(ts)}"
+    positive = lambda d: d.mean > 0
+    return (head + f"pruned in {ARMS[stepped_cob].steps} steps, with the fine-tuning of one prune shared out between them, CoB ends "
+            f"above CoB pruned once at {count(above(gains, positive))}, clearly (by more than one standard deviation of the paired "
+            f"differences) at {count(above(gains, _clearly_above))}. The strongest of the toolkit's rankings in steps "
+            f"({', '.join(ARMS[a].toolkit for a in rivals)}) is below CoB pruned once at {count(above(over_once, positive))}, clearly "
+            f"at {count(above(over_once, _clearly_above))}; below CoB in steps at {count(above(over_steps, positive))}, clearly at "
+            f"{count(above(over_steps, _clearly_above))}. Differences are paired seed by seed (mean ± std of the per-seed differences); "
+            "the strongest ranking is picked on the test images, a choice that favours the toolkit; the last column compares each "
+            "ranking with itself pruned once on the same trained models (`toolkit_on_tsra`).\n\n" + "\n".join(lines) + f"\n\n{where}")
+
+def iterative_summary_markdown(runs: dict[str, dict], figures_root: str = "figures") -> str:
+    "`iterative_standing` for every run of the record with the `iterative` experiment."
+    return "\n\n".join(iterative_standing(run, f"{figures_root}/{preset}") for preset, run in runs.items() if "iterative" in run
+                       ) + "\n" if any("iterative" in run for run in runs.values()) else "Not run yet.\n"

@@ -40,9 +40,9 @@ def _parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/09_cli.ipynb #bf14b42f
 def redraw_record(root: Path, notebooks: bool = True) -> list[Path]:
-    "From `root/results`: each preset's figures, the claims, beyond, study, performance, scaling and presets tables, the index's tables, README.md, the narrative notebooks."
+    "From `root/results`: each preset's figures, the claims, beyond, iterative, study, performance, scaling and presets tables, the index's tables, README.md, the narrative notebooks."
     import shutil
-    from cob_paper.claims import RUN_COLUMNS, beyond_summary_markdown, claims_markdown
+    from cob_paper.claims import RUN_COLUMNS, beyond_summary_markdown, claims_markdown, iterative_summary_markdown
     from cob_paper.experiments import PRESETS, collect, describe
     from cob_paper.figures import markdown_table, study_summary_markdown, write_run_figures
     from cob_paper.files import atomic_write
@@ -65,7 +65,7 @@ def redraw_record(root: Path, notebooks: bool = True) -> list[Path]:
     studies = sorted((p for p, run in shown.items() if {"grid", "selected"} <= set(run)), key=lambda p: not PRESETS[p]().paper_scale)
     paper = PRESETS["paper"]().tsra_train
     tables = {"claims": claims_markdown(runs), "performance": performance_markdown(record_dir, runs),
-              "beyond": beyond_summary_markdown(runs),
+              "beyond": beyond_summary_markdown(runs), "iterative": iterative_summary_markdown(runs),
               "study": study_summary_markdown(shown[studies[0]]) if studies else "Not run yet.\n",
               "scaling": scaling_markdown(record_dir, paper.steps, paper.batch_size),
               "presets": markdown_table([describe(make(), name) for name, make in PRESETS.items() if name != "smoke"])}

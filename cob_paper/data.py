@@ -50,6 +50,9 @@ class CIFAR10:
 
     def subset(self, train_size: int | None = None, test_size: int | None = None, seed: int = 0) -> "CIFAR10":
         "A seeded random subset (sizes `None` keep everything), for quick runs."
+        for name, n in (("train_size", train_size), ("test_size", test_size)):
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+                raise ValueError(f"{name} = {n!r} must be an int >= 1, or None for every image.")
         g = torch.Generator().manual_seed(seed)
         def pick(n_all, n):
             if n is None or n >= n_all: return torch.arange(n_all)
@@ -135,6 +138,8 @@ def _missing_files(root: Path) -> list[str]:
 
 def load_cifar10(root=None, download: bool = True, verify: bool = True) -> CIFAR10:
     "CIFAR-10 from the cache in `data_root(root)`; downloads through torchvision (and writes the cache) if missing."
+    for flag, value in (("download", download), ("verify", verify)):       # "no" is truthy: it would download
+        if not isinstance(value, bool): raise TypeError(f"load_cifar10: {flag}={value!r} must be True or False.")
     root = data_root(root).resolve()
     missing = _missing_files(root)
     if missing and download:

@@ -9,14 +9,14 @@ __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES',
            'BEYOND_ARMS', 'ITERATIVE_ARMS', 'BEYOND_TARGETS', 'BEYOND_SPEED', 'FULL_EPOCHS', 'FULL_FINETUNE_EPOCHS',
            'SEEDS_RUN_EPOCHS', 'SEEDS_RUN_FINETUNE_EPOCHS', 'TSRA_STUDY_VARIANTS', 'TSRA_STUDY_CONTROLS',
            'STUDY_EPOCHS', 'PRESETS', 'MODELS', 'CALIBRATION_BATCH', 'GRID_FIELD', 'STEP_SEED_STRIDE', 'RUNNERS',
-           'RunSettings', 'ReproductionConfig', 'sweep', 'paper_experiments', 'Arm', 'beyond_experiment',
-           'toolkit_on_tsra_experiment', 'iterative_experiment', 'tsra_grid', 'grid_entries', 'selected_sweep',
-           'check_spec', 'default_device', 'default_preset', 'paper_config', 'full_config', 'full_seeds_config',
-           'quick_config', 'laptop_config', 'smoke_config', 'tsra_study_experiments', 'tsra_study_config',
-           'tsra_study_laptop_config', 'describe', 'Workspace', 'preset_of', 'reproduce_command', 'MissingModelError',
-           'fusable', 'SeedRun', 'run_unpruned', 'variant_key', 'run_grid', 'basis_and_importance', 'prepared_arm',
-           'step_recipe', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant', 'chosen_model', 'study_choices',
-           'run_selected', 'reproduce', 'collect', 'record_run']
+           'RunSettings', 'ReproductionConfig', 'sweep', 'paper_experiments', 'Arm', 'one_shot_arm',
+           'beyond_experiment', 'toolkit_on_tsra_experiment', 'iterative_experiment', 'tsra_grid', 'grid_entries',
+           'selected_sweep', 'check_spec', 'default_device', 'default_preset', 'paper_config', 'full_config',
+           'full_seeds_config', 'quick_config', 'laptop_config', 'smoke_config', 'tsra_study_experiments',
+           'tsra_study_config', 'tsra_study_laptop_config', 'describe', 'Workspace', 'preset_of', 'reproduce_command',
+           'MissingModelError', 'fusable', 'SeedRun', 'run_unpruned', 'variant_key', 'run_grid', 'basis_and_importance',
+           'prepared_arm', 'step_recipe', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant', 'chosen_model',
+           'study_choices', 'run_selected', 'reproduce', 'collect', 'record_run']
 
 # %% ../nbs/07_experiments.ipynb #c2ff4b8e
 import copy
@@ -196,6 +196,11 @@ TOOLKIT_ON_TSRA_ARMS = ["cob", *(name for name, arm in ONE_SHOT_ARMS.items() if 
 # the toolkit on the TSRA model is an experiment of its own, so that the beyond experiment's arms, and so its digest, stay as recorded
 BEYOND_ARMS = [name for name in ONE_SHOT_ARMS if name not in TOOLKIT_ON_TSRA_ARMS[1:]]
 ITERATIVE_ARMS = ["cob", *(name for name, arm in ARMS.items() if arm.steps > 1)]    # CoB pruned once is the reference
+
+def one_shot_arm(name: str) -> str:
+    "The arm `name` pruned once: the arm that differs from it in its steps alone (`name` itself if it prunes once)."
+    once = dataclasses.replace(ARMS[name], steps=1)
+    return next(other for other, arm in ARMS.items() if arm == once)
 BEYOND_TARGETS, BEYOND_SPEED = (0.3, 0.5, 0.7, 0.8, 0.9), {"latency_batch": 1, "throughput_batch": 256, "repeats": 20}
 
 def beyond_experiment(ratios=BEYOND_TARGETS, arms=BEYOND_ARMS, speed: dict | None = None) -> dict:

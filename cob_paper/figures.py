@@ -13,7 +13,6 @@ __all__ = ['Run', 'AUTHORS_EPOCHS', 'ARM_LABELS', 'GAP_TO_RELU', 'GAP_TO_CHOSEN_
 
 # %% ../nbs/08_figures.ipynb #121a1764
 import csv
-import dataclasses
 import functools
 import io
 import json
@@ -24,7 +23,7 @@ import matplotlib.ticker as ticker
 import seaborn as sns
 
 from .data import CIFAR10_TRAIN_IMAGES
-from .experiments import ARMS, MATCHED_NAMES, PRESETS, RANDOM_RANKING
+from .experiments import ARMS, MATCHED_NAMES, PRESETS, one_shot_arm, RANDOM_RANKING
 from .files import atomic_write
 from .models import CHANCE_PERCENT, VGGConfig, relu_vgg_config
 from .train import tsra_recipe
@@ -74,8 +73,7 @@ _TOOLKIT_NAMES = {"l1": "L1", "l2": "L2", "bn_scale": "BN scale", "lamp": "LAMP"
 _BASIS_LABELS = {"baseline": "TSRA, native basis (baseline)", "cob": "TSRA, change of basis (CoB)",
                  "relu": "ReLU control, native basis", "random_rotation": "TSRA, random rotation (control)",
                  "cob_exact_removal": "TSRA, CoB + exact removal (this project)"}
-_ONE_SHOT = {arm: name for name, arm in ARMS.items() if arm.steps == 1}   # an arm in steps is named after it
-ARM_LABELS = {name: (_BASIS_LABELS[_ONE_SHOT[dataclasses.replace(arm, steps=1)]] if not arm.toolkit else
+ARM_LABELS = {name: (_BASIS_LABELS[one_shot_arm(name)] if not arm.toolkit else
                      f"{'ReLU' if arm.model == 'relu' else 'TSRA'}, Torch-Pruning {_TOOLKIT_NAMES[arm.toolkit]}{MATCHED_NAMES[arm.matched]}")
                      + arm.steps_name for name, arm in ((n, ARMS[n]) for n in dict.fromkeys([*_BASIS_LABELS, *ARMS]))}
 
@@ -449,6 +447,11 @@ def write_run_figures(run: Run, folder: Path, store_root: str = "results") -> li
         written += write_table(beyond_table(run["toolkit_on_tsra"]), folder / "toolkit_on_tsra_table",
                                "On one network: CoB and the toolkit's importances, each pruning the TSRA model.",
                                run_label(run["toolkit_on_tsra"], store_root))
+    if "iterative" in run:
+        written += save_figure(figure_beyond(run["iterative"], "macs", store_root), folder / "iterative_accuracy_vs_macs")
+        written += write_table(beyond_table(run["iterative"]), folder / "iterative_table",
+                               "In steps: CoB pruned once and in steps, and the toolkit's rankings in steps, on the TSRA model.",
+                               run_label(run["iterative"], store_root))
     if "grid" in run:
         written += write_table(grid_table(run["grid"]), folder / "study_grid",
                                "TSRA study: every configuration on the held-out images.", run_label(run['grid'], store_root))

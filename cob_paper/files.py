@@ -83,7 +83,9 @@ def save_checked(path: str | os.PathLike, payload: dict) -> Path:
 def load_checked(path: str | os.PathLike, map_location="cpu") -> dict:
     "The payload `save_checked` wrote to `path`, loaded with `weights_only=True`; raises if the file is damaged or of another version."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path} does not exist; write it with save_checked().")
+    if not path.is_file():
+        raise (IsADirectoryError(f"{path} is a folder, not a file written by save_checked(); pass the file's path.") if path.is_dir() else
+               FileNotFoundError(f"{path} does not exist; write it with save_checked()."))
     try: record = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         reason = (str(e).strip().splitlines() or [""])[0]

@@ -10,6 +10,7 @@ __all__ = ['NORMS', 'ACTIVATIONS', 'POOLS', 'INITS', 'VGG_CLASSIFIER_WIDTHS', 'C
 
 # %% ../nbs/02_models.ipynb #891b392a
 import dataclasses
+import inspect
 import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -59,8 +60,17 @@ class VGGConfig:
         bad = [w for w in self.widths if w != "M" and not (isinstance(w, int) and w >= 1)]
         if bad or not self.conv_widths:
             raise ValueError(f"VGGConfig.widths must be positive ints and 'M' with at least one conv, got {self.widths}.")
-        if len(self.classifier_widths) < 1 or min(self.classifier_widths) < 1:
+        if len(self.classifier_widths) < 1 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in self.classifier_widths):
             raise ValueError(f"VGGConfig.classifier_widths must be one or more positive ints, got {self.classifier_widths}.")
+        for name, least in (("num_classes", 2), ("in_channels", 1), ("image_size", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"VGGConfig.{name} = {value!r} must be an int >= {least}.")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"VGGConfig.dropout = {self.dropout!r} must be a number in [0, 1).")
+        settable = [p for p in inspect.signature(TSRA).parameters if p not in ("subspace_sizes", "channel_dim")]
+        if unknown := set(self.tsra) - set(settable):         # else VGG() fails inside TSRA, naming neither the config nor the fix
+            raise ValueError(f"VGGConfig.tsra has unknown settings {sorted(unknown)}; a TSRA takes {settable}.")
         if self.image_size % 2 ** self.widths.count("M"):
             raise ValueError(f"image_size {self.image_size} is not divisible by 2**{self.widths.count('M')} "
                              f"(one halving per 'M' in widths).")

@@ -15,7 +15,7 @@ import math
 import numbers
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 import torch
 import torch.nn as nn
@@ -170,7 +170,8 @@ def _lowest(importance: torch.Tensor, count: int) -> torch.Tensor:
     order = torch.sort(importance.double().cpu(), stable=True).indices
     return order[:count]
 
-def _ignored_names(ignored: Iterable[str], units: list[PrunableUnit]) -> set[str]:
+def _ignored_names(ignored: Iterable[str] | None, units: list[PrunableUnit]) -> set[str]:
+    if ignored is None: return set()            # None is as plain as () for "no unit ignored"
     if isinstance(ignored, str):
         raise TypeError(f"ignored={ignored!r} is a single string; pass a list of unit names, e.g. ignored=[{ignored!r}].")
     ignored, names = set(ignored), [u.name for u in units]
@@ -194,6 +195,9 @@ def plan_pruning(units: list[PrunableUnit], importances: dict[str, torch.Tensor]
     "Per unit, the channels to keep under `strategy`; raises before anything changes if a group would be emptied."
     _check_strategy(strategy)
     ignored = _ignored_names(ignored, units)
+    if not isinstance(importances, Mapping):
+        raise TypeError(f"importances is a {type(importances).__name__}; pass a dict of unit name -> one number per channel, "
+                        f"e.g. from importance_after_rotation.")
     if isinstance(strategy, KeepWidths) and (unknown := set(strategy.widths) - {u.name for u in units}):
         raise ValueError(f"KeepWidths names {sorted(unknown, key=str)}, which are not prunable units of this model; choose from "
                          f"{[u.name for u in units]}.")
@@ -212,6 +216,10 @@ def plan_pruning(units: list[PrunableUnit], importances: dict[str, torch.Tensor]
                              f"statistics (check the calibration batches).")
         groups = [(o, importance[o:o + s]) for o, s in zip(offsets, sizes)] if strategy.per_subspace else [(0, importance)]
         counts = strategy.removed(unit) if isinstance(strategy, KeepWidths) else [strategy.count(imp) for _, imp in groups]
+        for (_, imp), n in zip(groups, counts):      # a strategy of the caller's own may count anything: -1 would keep one channel
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 <= n <= len(imp):
+                raise ValueError(f"{strategy!r} counted {n!r} channels to remove from a group of {len(imp)} of unit {unit.name}; "
+                                 f"a strategy's count(importance) must return an int from 0 to the group's size.")
         removed = torch.cat([o + _lowest(imp, n) for (o, imp), n in zip(groups, counts)])
         keep_mask = torch.ones(unit.width, dtype=torch.bool); keep_mask[removed] = False
         keep = [torch.nonzero(keep_mask[o:o + s]).flatten() + o for o, s in zip(offsets, sizes)]
@@ -253,9 +261,33 @@ def check_removable(unit: PrunableUnit):
                          f"{unit.name!r} to the ignored units.")
 
 @torch.no_grad()
+def _checked_keep(unit, kept: list) -> list[torch.Tensor]:
+    "`kept` (per subspace of `unit`, the indices of its kept channels) on the CPU; refused unless each is an integer of its own subspace, kept once, and no subspace keeps none."
+    sizes = list(unit.subspace_sizes)
+    if len(kept) != len(sizes):
+        raise ValueError(f"the plan for unit {unit.name} has {len(kept)} index tensors for its {len(sizes)} subspaces {sizes}; "
+                         f"give one per subspace, as plan_pruning does.")
+    checked, start = [], 0
+    for which, (k, size) in enumerate(zip(kept, sizes)):
+        k = torch.as_tensor(k).cpu()
+        where = (f"subspace {'UV'[which]} (channels {start} to {start + size - 1})" if len(sizes) == 2 else f"its channels 0 to {size - 1}")
+        if k.dim() != 1 or k.dtype == torch.bool or k.is_floating_point() or k.is_complex():
+            raise TypeError(f"the plan for unit {unit.name} holds a {k.dtype} tensor of shape {tuple(k.shape)} for {where}; "
+                            f"give a 1-D tensor of the kept channels' integer indices.")
+        values, counts = k.unique(return_counts=True)
+        outside = values[(values < start) | (values >= start + size)]
+        problem = (f"lists channels {outside.tolist()} outside {where}" if len(outside) else
+                   f"keeps channels {values[counts > 1].tolist()} of {where} more than once" if (counts > 1).any() else
+                   f"keeps none of {where}" if len(k) == 0 else None)
+        if problem: raise ValueError(f"the plan for unit {unit.name} {problem}; each subspace's tensor lists channels of that subspace, "
+                                     f"each once, at least one (as plan_pruning gives them).")
+        checked.append(k); start += size
+    return checked
+
 def remove_channels(unit: PrunableUnit, keep: list[torch.Tensor]):
-    "Physically keep only the channels `keep` (one index tensor per subspace) of `unit`, in place."
+    "Physically keep only the channels `keep` (one index tensor per subspace) of `unit`, in place; a `keep` that is not a plan is refused first."
     check_removable(unit)
+    keep = _checked_keep(unit, keep)
     index = torch.cat(keep)
     producer, consumer = unit.producer, unit.consumer
     producer.weight = _select(producer.weight, index, 0)

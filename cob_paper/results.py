@@ -274,9 +274,9 @@ class Spread:
         if not values: raise ValueError("a spread needs at least one value: no seed measured this (is the experiment in the record?).")
         return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
 
-    def format(self, scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
-        "`mean ± std unit` (or `mean unit` with one seed), scaled by `scale`."
-        text = f"{self.mean * scale:.{digits}f}"
+    def format(self, scale: float = 1.0, digits: int = 2, unit: str = "", signed: bool = False) -> str:
+        "`mean ± std unit` (or `mean unit` with one seed), scaled by `scale`; with `signed`, the mean's sign always shown (a difference)."
+        text = f"{self.mean * scale:{'+' if signed else ''}.{digits}f}"
         if self.std is not None: text += f" ± {self.std * scale:.{digits}f}"
         return text + unit
 

@@ -31,13 +31,28 @@ def _in_timing_layout(model: nn.Module, device: torch.device) -> nn.Module:
     if device.type != "cuda" or all(p.is_contiguous(memory_format=torch.channels_last) for p in maps): return model
     return copy.deepcopy(model).to(memory_format=torch.channels_last)
 
+def _check_timing(models: list[nn.Module], batch_size: int, input_shape: tuple[int, ...], repeats: int, warmup: int):
+    "Refused before any pass: counts that are not counts, no model, an input shape other than a model's, models on different devices or dtypes."
+    count = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if not (count(batch_size) and count(repeats) and count(warmup)) or batch_size < 1 or repeats < 1 or warmup < 0:
+        raise ValueError(f"batch_size ({batch_size!r}) and repeats ({repeats!r}) must be ints >= 1 and warmup ({warmup!r}) an int >= 0.")
+    if not models: raise ValueError("no model to time; pass a list of at least one model.")
+    if not (isinstance(input_shape, (tuple, list)) and all(count(n) and n >= 1 for n in input_shape)):
+        raise ValueError(f"input_shape = {input_shape!r} must be the shape of one input, a tuple of positive ints, e.g. (3, 32, 32).")
+    if wrong := [m for m in models if tuple(getattr(m, "input_shape", input_shape)) != tuple(input_shape)]:   # a model that says its input
+        raise ValueError(f"input_shape {tuple(input_shape)} is not the input of this {type(wrong[0]).__name__}, which takes "
+                         f"{tuple(wrong[0].input_shape)}; pass that shape.")
+    kinds = {(p.device, p.dtype) for m in models for p in list(m.parameters())[:1]}
+    if len(kinds) > 1:
+        raise ValueError(f"the models to time are on different devices or dtypes ({sorted(map(str, kinds))}); move them to one, "
+                         f"e.g. reference.to(model_device, model_dtype), so that each is timed on the same input.")
+
 @torch.inference_mode()
 def median_forward_seconds_of(models: list[nn.Module], batch_size: int, input_shape: tuple[int, ...], repeats: int = 20,
                               warmup: int = 3, bf16: bool = True) -> list[float]:
     """Per model, the median wall time of one forward pass (eval mode) on one random batch, after `warmup` untimed passes.
     The models take turns pass by pass, so a machine that slows down or speeds up meanwhile slows or speeds them alike."""
-    if batch_size < 1 or repeats < 1 or warmup < 0:
-        raise ValueError(f"batch_size ({batch_size}) and repeats ({repeats}) must be >= 1 and warmup ({warmup}) >= 0.")
+    _check_timing(models, batch_size, input_shape, repeats, warmup)
     parameter = next(models[0].parameters())
     device = parameter.device
     x = torch.randn(batch_size, *input_shape, device=device, dtype=parameter.dtype)

@@ -170,7 +170,11 @@ def collect_statistics(model: PrunableNetwork, batches: Iterable, units: list[Pr
                        distributed: bool = False) -> list[UnitStatistics]:
     "One pass over `batches`: per unit and subspace, the uncentered Gram matrix of its post-activation outputs."
     all_units = prunable_units_of(model)
-    units = all_units if units is None else units
+    units = all_units if units is None else list(units)
+    ours = {id(u.activation) for u in all_units}
+    if not units or any(id(u.activation) not in ours for u in units):    # else the pass runs and finds no rows, and says the data held none
+        raise ValueError(f"units {[u.name for u in units if id(u.activation) not in ours] or 'is empty'}: give some of this model's "
+                         f"prunable_units(), or leave units out for all of them.")
     device, dtype = _model_dtype(all_units)
     stats = [UnitStatistics(u.name, u.subspace_sizes, [torch.zeros(s, s, dtype=torch.float64, device=device)
                                                        for s in u.subspace_sizes]) for u in units]
@@ -312,6 +316,9 @@ def importance_in_basis(stats: UnitStatistics, rotation: torch.Tensor) -> torch.
 # %% ../nbs/03_stats.ipynb #416f9e51
 def save_statistics(stats: list[UnitStatistics], path) -> Path:
     "Write calibration statistics to `path` as a checked file."
+    if not isinstance(stats, (list, tuple)) or not all(isinstance(s, UnitStatistics) for s in stats):
+        raise TypeError(f"stats is a {type(stats).__name__}{' of ' + ', '.join(sorted({type(s).__name__ for s in stats})) if isinstance(stats, (list, tuple, dict)) else ''}; "
+                        f"pass the list collect_statistics returns.")
     return save_checked(path, {"statistics": [{"name": s.name, "subspace_sizes": list(s.subspace_sizes),
                                                "grams": [g.cpu() for g in s.grams], "rows": s.rows} for s in stats]})
 

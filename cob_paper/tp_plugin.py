@@ -23,7 +23,7 @@ import torch_pruning as tp
 from .models import VGG, count_parameters, count_macs
 from .stats import calibration_images, check_rotatable, collect_statistics, native_importance, rotation_and_importance, rotate_model
 from .prune import KeepWidths, ParameterTarget, plan_pruning, remove_channels, strategy_to_dict, PruneReport, LayerReport
-from .prune import _check_strategy, _ignored_names, _importance_tensor
+from .prune import _check_flags, _check_strategy, _checked_keep, _ignored_names, _importance_tensor
 from .tsra import TSRA
 from .cob import ChannelRMSNorm
 
@@ -80,29 +80,6 @@ def _ratio_removing(count: int, width: int) -> float:
     return max(count - 0.5, 0) / width
 
 # %% ../nbs/04b_torch_pruning.ipynb #5d8a5725
-def _checked_keep(unit, kept: list) -> list[torch.Tensor]:
-    "`kept` (per subspace of `unit`, the indices of its kept channels) on the CPU; refused unless each is an integer of its own subspace, kept once, and no subspace keeps none."
-    sizes = list(unit.subspace_sizes)
-    if len(kept) != len(sizes):
-        raise ValueError(f"the plan for unit {unit.name} has {len(kept)} index tensors for its {len(sizes)} subspaces {sizes}; "
-                         f"give one per subspace, as plan_pruning does.")
-    checked, start = [], 0
-    for which, (k, size) in enumerate(zip(kept, sizes)):
-        k = torch.as_tensor(k).cpu()
-        where = (f"subspace {'UV'[which]} (channels {start} to {start + size - 1})" if len(sizes) == 2 else f"its channels 0 to {size - 1}")
-        if k.dim() != 1 or k.dtype == torch.bool or k.is_floating_point() or k.is_complex():
-            raise TypeError(f"the plan for unit {unit.name} holds a {k.dtype} tensor of shape {tuple(k.shape)} for {where}; "
-                            f"give a 1-D tensor of the kept channels' integer indices.")
-        values, counts = k.unique(return_counts=True)
-        outside = values[(values < start) | (values >= start + size)]
-        problem = (f"lists channels {outside.tolist()} outside {where}" if len(outside) else
-                   f"keeps channels {values[counts > 1].tolist()} of {where} more than once" if (counts > 1).any() else
-                   f"keeps none of {where}" if len(k) == 0 else None)
-        if problem: raise ValueError(f"the plan for unit {unit.name} {problem}; each subspace's tensor lists channels of that subspace, "
-                                     f"each once, at least one (as plan_pruning gives them).")
-        checked.append(k); start += size
-    return checked
-
 class UnitImportance(tp.importance.Importance):
     "Given scores for the channels of each prunable unit; with `keep` (kept indices per unit and subspace) the others rank lowest."
     def __init__(self, model: VGG, importances: dict, keep: dict | None = None):
@@ -152,9 +129,13 @@ class CoBImportance(UnitImportance):
 # %% ../nbs/04b_torch_pruning.ipynb #85ce9e33
 def _example_inputs(model: VGG, example_inputs: torch.Tensor | None = None) -> torch.Tensor:
     "What Torch-Pruning traces `model` on: `example_inputs`, refused unless a batch of the contract's `input_shape`; else one zero image (values do not matter)."
-    if example_inputs is None:
-        p = next(model.parameters())
-        return torch.zeros(1, *model.input_shape, device=p.device, dtype=p.dtype)
+    p = next(model.parameters())
+    if example_inputs is None: return torch.zeros(1, *model.input_shape, device=p.device, dtype=p.dtype)
+    if not isinstance(example_inputs, torch.Tensor) or (example_inputs.dtype, example_inputs.device) != (p.dtype, p.device):
+        got = (f"a {example_inputs.dtype} tensor on {example_inputs.device}" if isinstance(example_inputs, torch.Tensor)
+               else f"a {type(example_inputs).__name__}")
+        raise ValueError(f"example_inputs is {got}, but the model's weights are {p.dtype} on {p.device}; pass a batch of that dtype "
+                         f"on that device (e.g. images.to(dtype={p.dtype}, device='{p.device}')), or leave it out.")
     if tuple(example_inputs.shape[1:]) != tuple(model.input_shape):
         raise ValueError(f"example_inputs has shape {tuple(example_inputs.shape)}, but one input of this model is {tuple(model.input_shape)}; "
                          f"pass a batch of shape (N, {', '.join(map(str, model.input_shape))}), or leave it out.")
@@ -203,7 +184,8 @@ def prune_as_planned(model: VGG, importance: UnitImportance, strategy: dict, exa
 def cob_prune_with_torch_pruning(model: VGG, calibration_batches: Iterable, strategy, rotate: bool = True,
                                  ignored: Iterable[str] = (), example_inputs=None) -> tuple[VGG, PruneReport]:
     "`cob_prune` with Torch-Pruning removing the channels: the same statistics, rotation and per-subspace plan. In place."
-    example_inputs = _example_inputs(model, example_inputs)      # checked before anything changes
+    _check_flags("cob_prune_with_torch_pruning", rotate=rotate)
+    example_inputs = _example_inputs(model, example_inputs)      # checked before anything changes (the rotation is merged next)
     importance = CoBImportance.from_calibration(model, calibration_batches, strategy, rotate, ignored)
     return model, prune_as_planned(model, importance, strategy_to_dict(strategy), example_inputs)
 
@@ -306,6 +288,8 @@ def global_keep(model: VGG, scores: dict, count: int) -> dict:
     if isinstance(count, bool) or not isinstance(count, numbers.Integral):
         raise TypeError(f"count is how many channels to remove, an int, not {count!r}; round it with int() if you mean a number.")
     units, ranked = model.prunable_units(), []
+    if missing := [u.name for u in units if u.name not in scores]:
+        raise ValueError(f"no scores for units {missing}; give one score per channel of every prunable unit (toolkit_scores does).")
     for u in units:
         unit_scores, start = _importance_tensor(u, scores[u.name]).double().clone(), 0
         if not_finite := (~torch.isfinite(unit_scores)).nonzero().flatten().tolist():

@@ -9,6 +9,7 @@ __all__ = ['AUTO_WARMUP_FRACTION', 'TrainConfig', 'Execution', 'steps_per_epoch'
 # %% ../nbs/06_train.ipynb #d1385d3e
 import dataclasses
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,13 +45,24 @@ class TrainConfig:
         if self.optimizer not in ("adamw", "sgd"): raise ValueError(f"optimizer {self.optimizer!r} must be 'adamw' or 'sgd'.")
         if (self.epochs is None) == (self.steps is None):
             raise ValueError(f"give the length as exactly one of epochs or steps (got epochs={self.epochs}, steps={self.steps}).")
+        whole = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)
+        real = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+        if (self.steps is not None and not whole(self.steps)) or (self.epochs is not None and not real(self.epochs)):
+            raise ValueError(f"steps ({self.steps!r}) must be an int and epochs ({self.epochs!r}) a finite number.")
         if (self.steps is not None and self.steps < 1) or (self.epochs is not None and self.epochs <= 0):
             raise ValueError(f"the training length must be positive (got epochs={self.epochs}, steps={self.steps}).")
+        if not whole(self.warmup_steps):
+            raise ValueError(f"warmup_steps = {self.warmup_steps!r} must be an int: a number of steps (>= 0), or -1 for "
+                             f"{AUTO_WARMUP_FRACTION:.0%} of the run.")
         if self.warmup_steps < -1:
             raise ValueError(f"warmup_steps = {self.warmup_steps} is not a warmup: give a number of steps (>= 0), or -1 for "
                              f"{AUTO_WARMUP_FRACTION:.0%} of the run.")
-        if self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"batch_size ({self.batch_size}) and lr ({self.lr}) must be positive.")
+        if not (whole(self.batch_size) and self.batch_size >= 1 and real(self.lr) and self.lr > 0):
+            raise ValueError(f"batch_size ({self.batch_size!r}) must be an int >= 1 and lr ({self.lr!r}) a finite number > 0.")
+        if not (real(self.weight_decay) and self.weight_decay >= 0 and real(self.momentum) and 0 <= self.momentum < 1):
+            raise ValueError(f"weight_decay ({self.weight_decay!r}) must be a finite number >= 0 and momentum ({self.momentum!r}) one in [0, 1).")
+        if self.grad_clip is not None and not (real(self.grad_clip) and self.grad_clip > 0):
+            raise ValueError(f"grad_clip = {self.grad_clip!r} must be a finite number > 0, or None for no clipping.")
         if self.epochs is not None and float(self.epochs).is_integer():
             self.epochs = int(self.epochs)          # 100 and 100.0 epochs are one recipe, so one digest
 
@@ -124,6 +136,12 @@ def _autocast(device: torch.device, config_bf16: bool = True):
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000, bf16: bool = True) -> float:
     "Top-1 accuracy of `model` on uint8 `images` (normalised here, no augmentation)."
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size = {batch_size!r} must be an int >= 1, e.g. 1000.")
+    if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (len(images),) or not len(images):
+        got = f"shape {tuple(labels.shape)}" if isinstance(labels, torch.Tensor) else f"a {type(labels).__name__}"
+        raise ValueError(f"evaluate takes at least one image and a tensor of one label per image, shape ({len(images)},); the labels "
+                         f"are {got}. Pass them as a tensor: torch.as_tensor(labels).")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -176,6 +194,12 @@ def _resume(checkpoint_path: Path | None, recipe: TrainConfig, seed: int, model,
     if state["recipe"] != dataclasses.asdict(recipe) or state["seed"] != seed:
         raise ValueError(f"checkpoint {checkpoint_path} was written by another recipe or seed ({state['recipe']}, seed "
                          f"{state['seed']}); delete it or use another path.")
+    shapes = lambda state_dict: {name: tuple(v.shape) if torch.is_tensor(v) else v for name, v in state_dict.items()}   # extra state as it is
+    ours, theirs = shapes(model.state_dict()), shapes(state["model"])
+    if ours != theirs:                  # load_state_dict would copy every tensor that fits before it refused the rest
+        differ = sorted(name for name in ours.keys() | theirs.keys() if ours.get(name) != theirs.get(name))
+        raise ValueError(f"checkpoint {checkpoint_path} is of another architecture than this model (tensors {differ[:4]} differ in "
+                         f"name or shape); delete it or use another path.")
     model.load_state_dict(state["model"]); optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     return History(**state["history"]), state["step"]

@@ -11,7 +11,7 @@ a session adds seeds to a run of the record (`--only` runs some of its experimen
 earlier in `--runs`). The choice, the estimate and its inputs go to `schedule.json`; a plan estimated over `--limit`
 (the seconds the command has) is refused before anything trains. The run then goes seed by seed, experiment by
 experiment, archiving every results file to `OUT/results.tar` as each experiment ends, so a run cut short still leaves
-what it finished; this project's experiments (`beyond`, then `toolkit_on_tsra`) run last, each for as many seeds as the time
+what it finished; this project's experiments (`beyond`, `toolkit_on_tsra`, then `iterative`) run last, each for as many seeds as the time
 up to `--limit` allows. A schedule chosen here becomes `FULL_EPOCHS`/`FULL_FINETUNE_EPOCHS` (or the `full_seeds` preset's
 `SEEDS_RUN_*`) afterwards, so that a preset names the same config.
 
@@ -31,7 +31,7 @@ from cob_paper.train import steps_per_epoch
 CHOICES = ((3, 60), (2, 30), (1, 15))
 MAX_EPOCHS, EPOCH_GRANULARITY, FIXED_OVERHEAD_S = 100, 5, 25.0
 COMMAND_LIMIT_S = 600       # the longest command a lent GPU runs: the limit of a plan when no --limit is given
-PAPER_EXPERIMENTS = tuple(paper_experiments())     # the paper's experiments of the full preset; beyond and toolkit_on_tsra are this project's
+PAPER_EXPERIMENTS = tuple(paper_experiments())     # the paper's experiments of the full preset; the others (beyond, ...) are this project's
 
 
 def sweep_row_count(config, names=PAPER_EXPERIMENTS) -> int:
@@ -210,8 +210,8 @@ def gpu_run_parser(description: str, seeds: int, schedule_file: str) -> argparse
 def main():
     parser = gpu_run_parser(__doc__, 3, "schedule.json")
     parser.add_argument("--limit", type=float, help="seconds until the command is stopped: a plan estimated over them is "
-                        f"refused (without --limit, over {COMMAND_LIMIT_S} s, a lent GPU's longest command); the beyond and "
-                        "toolkit_on_tsra experiments, after the plan, may use the time up to them (without --limit, up to the budget)")
+                        f"refused (without --limit, over {COMMAND_LIMIT_S} s, a lent GPU's longest command); this project's "
+                        "experiments (beyond, toolkit_on_tsra, iterative), after the plan, may use the time up to them (without --limit, up to the budget)")
     schedules_of = [name for name, make in PRESETS.items() if make().preset == "full"]
     parser.add_argument("--schedule-of", choices=schedules_of, help="the schedule of this preset instead of the budget's choice, "
                         "with --seed-ids: one session adds seeds to that run of the record (seeds add up, one file each)")
@@ -233,7 +233,7 @@ def main():
     if not args.check and (why := timed_at_another_batch(probe, ladder, full_config())): parser.error(why)
     given = PRESETS[args.schedule_of]() if args.schedule_of else None
     fixed = (given.tsra_train.epochs, given.finetune.epochs) if given else None
-    planned = args.only or PAPER_EXPERIMENTS         # beyond and toolkit_on_tsra, unless named, are fitted in after the plan (see the end)
+    planned = args.only or PAPER_EXPERIMENTS         # this project's experiments, unless named, are fitted in after the plan (see the end)
     schedule = choose_engine_and_schedule(probe, args.budget, len(seeds), ladder, fixed, planned)
     engine = schedule["engine"]
     print(f"schedule: {schedule['epochs']} epochs per model, {schedule['finetune_epochs']} fine-tuning epochs, seeds {seeds}, "
