@@ -516,7 +516,9 @@ def _paired_after(first: list[Result], arm: str, second: list[Result], other: st
     seeds = sorted(mine.keys() & theirs.keys())
     return Spread.of([100 * (mine[s] - theirs[s]) for s in seeds]) if seeds else None
 
-def _clearly_above(difference: Spread) -> bool: return difference.mean - (difference.std or 0.0) > 0
+def _clearly(difference: Spread, side: int) -> bool:
+    "Above zero (`side` 1) or below it (-1) by more than one standard deviation of the paired differences; never with one seed."
+    return difference.std is not None and side * difference.mean - difference.std > 0
 
 ITERATIVE_HEADER = ["t", "CoB once (%)", "CoB in steps (%)", "CoB in steps minus once (points)", "strongest ranking in steps",
                     "its accuracy (%)", "CoB once minus it (points)", "CoB in steps minus it (points)",
@@ -525,14 +527,16 @@ ITERATIVE_HEADER = ["t", "CoB once (%)", "CoB in steps (%)", "CoB in steps minus
 def iterative_standing(run: dict, figures_folder: str) -> str:
     """At every target of the run's `iterative` experiment: CoB in steps against CoB once, and both against the strongest of the
     toolkit's rankings in steps; beside them, each ranking in steps against itself pruned once (`toolkit_on_tsra`). Paired by seed."""
-    steps, once = run["iterative"], run.get("toolkit_on_tsra", [])
+    steps = run["iterative"]
+    devices = {res.seed: res.device for res in steps}        # the same trained models are the same machine's: pair only those
+    once = [res for res in run.get("toolkit_on_tsra", []) if devices.get(res.seed) == res.device]
     arms = _arms(steps)
     stepped_cob = next((a for a in arms if ARMS[a].steps > 1 and not ARMS[a].toolkit), None)
     rivals = [a for a in arms if ARMS[a].toolkit and ARMS[a].steps > 1]
     head, where = f"{run_kind(steps)}, {seeds_in_words(len(steps))}: ", f"Every arm and target: `{figures_folder}/iterative_table.md`."
     listed = lambda ts: f" (t = {', '.join(f'{t:g}' for t in ts)})" if ts else ""
     lines = ["| " + " | ".join(ITERATIVE_HEADER) + " |", "|" + "---|" * len(ITERATIVE_HEADER)]
-    compared, gains, over_once, over_steps = [], [], [], []
+    compared, gains, over_once, over_steps, own_gains = [], [], [], [], {a: [] for a in rivals}
     for t in beyond_targets(steps):
         cob, cob_steps = arm_accuracy(steps, "cob", t, "after"), stepped_cob and arm_accuracy(steps, stepped_cob, t, "after")
         ran = {a: s for a in rivals if (s := arm_accuracy(steps, a, t, "after"))}
@@ -541,22 +545,31 @@ def iterative_standing(run: dict, figures_folder: str) -> str:
         gain, vs_once, vs_steps = (_paired_after(steps, a, steps, b, t) for a, b in (
             (stepped_cob, "cob"), ("cob", best), (stepped_cob, best)))
         compared.append(t); gains.append((t, gain)); over_once.append((t, vs_once)); over_steps.append((t, vs_steps))
-        own = [f"{ARMS[a].toolkit} {d.format(signed=True)}" for a in rivals if (d := _paired_after(steps, a, once, one_shot_arm(a), t))]
+        own = {a: d for a in rivals if (d := _paired_after(steps, a, once, one_shot_arm(a), t))}
+        for a, d in own.items(): own_gains[a].append((t, d))
         lines.append(f"| {t:g} | {cob.format()} | {cob_steps.format()} | {gain.format(signed=True)} | {ARMS[best].toolkit_name} | "
-                     f"{ran[best].format()} | {vs_once.format(signed=True)} | {vs_steps.format(signed=True)} | {', '.join(own) or 'not run once'} |")
+                     f"{ran[best].format()} | {vs_once.format(signed=True)} | {vs_steps.format(signed=True)} | "
+                     f"{', '.join(f'{ARMS[a].toolkit} {d.format(signed=True)}' for a, d in own.items()) or 'not run once on these models'} |")
     if not compared:
         return head + f"no target where CoB once, CoB in steps and a ranking in steps all pruned a model (each was refused, or not run). {where}"
-    above = lambda pairs, rule: [t for t, d in pairs if rule(d)]
-    count = lambda ts: f"{len(ts)} of {len(compared)} targets{listed(ts)}"
-    positive = lambda d: d.mean > 0
-    return (head + f"pruned in {ARMS[stepped_cob].steps} steps, with the fine-tuning of one prune shared out between them, CoB ends "
-            f"above CoB pruned once at {count(above(gains, positive))}, clearly (by more than one standard deviation of the paired "
-            f"differences) at {count(above(gains, _clearly_above))}. The strongest of the toolkit's rankings in steps "
-            f"({', '.join(ARMS[a].toolkit for a in rivals)}) is below CoB pruned once at {count(above(over_once, positive))}, clearly "
-            f"at {count(above(over_once, _clearly_above))}; below CoB in steps at {count(above(over_steps, positive))}, clearly at "
-            f"{count(above(over_steps, _clearly_above))}. Differences are paired seed by seed (mean ± std of the per-seed differences); "
-            "the strongest ranking is picked on the test images, a choice that favours the toolkit; the last column compares each "
-            "ranking with itself pruned once on the same trained models (`toolkit_on_tsra`).\n\n" + "\n".join(lines) + f"\n\n{where}")
+    def tally(pairs: list) -> str:
+        "Where the first of a paired comparison is above the second and where below, and where clearly (with several seeds)."
+        at = lambda rule: [t for t, d in pairs if rule(d)]
+        some = lambda ts: f"{len(ts)}{listed(ts)}"
+        spread = all(d.std is not None for _, d in pairs)
+        clearly = lambda side: f", clearly at {some(at(lambda d: _clearly(d, side)))}" if spread else ""
+        return (f"above at {len(at(lambda d: d.mean > 0))} of {len(pairs)} targets{listed(at(lambda d: d.mean > 0))}{clearly(1)}; "
+                f"below at {some(at(lambda d: d.mean < 0))}{clearly(-1)}")
+    themselves = "; ".join(f"{ARMS[a].toolkit} {tally(pairs)}" for a, pairs in own_gains.items() if pairs)
+    return (head + f"pruned in {ARMS[stepped_cob].steps} steps, with the fine-tuning of one prune shared out between them ("
+            + ("clearly: by more than one standard deviation of the paired differences" if len(steps) > 1 else
+               "one seed: how much of each difference is noise is not known")
+            + f"). Against CoB pruned once, CoB in steps is {tally(gains)}. " +
+            f"Against the strongest of the toolkit's rankings in steps ({', '.join(ARMS[a].toolkit for a in rivals)}), CoB pruned once "
+            f"is {tally(over_once)}; CoB in steps is {tally(over_steps)}."
+            + (f" Each ranking in steps against itself pruned once (`toolkit_on_tsra`, the same trained models): {themselves}." if themselves else "")
+            + " Differences are paired seed by seed (mean ± std of the per-seed differences); the strongest ranking is picked on the "
+            "test images, a choice that favours the toolkit.\n\n" + "\n".join(lines) + f"\n\n{where}")
 
 def iterative_summary_markdown(runs: dict[str, dict], figures_root: str = "figures") -> str:
     "`iterative_standing` for every run of the record with the `iterative` experiment."

@@ -15,7 +15,7 @@ __all__ = ['MODEL_FIELDS', 'DEPENDS_ON', 'ACROSS_SEEDS', 'THRESHOLD_STRATEGIES',
            'full_seeds_config', 'quick_config', 'laptop_config', 'smoke_config', 'tsra_study_experiments',
            'tsra_study_config', 'tsra_study_laptop_config', 'describe', 'Workspace', 'preset_of', 'reproduce_command',
            'MissingModelError', 'fusable', 'SeedRun', 'run_unpruned', 'variant_key', 'run_grid', 'basis_and_importance',
-           'prepared_arm', 'step_recipe', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant', 'chosen_model',
+           'prepared_arm', 'step_recipes', 'sweep_row', 'run_sweep', 'run_importance', 'chosen_variant', 'chosen_model',
            'study_choices', 'run_selected', 'reproduce', 'collect', 'record_run']
 
 # %% ../nbs/07_experiments.ipynb #c2ff4b8e
@@ -37,7 +37,7 @@ from .files import git_commit, provenance, tensors_sha256
 from .fused import UNFUSED_SETTINGS
 from .models import VGG, VGGConfig, count_macs, count_parameters, load_model, relu_vgg_config, save_model, tsra_vgg_config
 from .prune import (ParameterTarget, PlanRefused, ProportionOfMax, ProportionOfMean, ProportionOfMedian, ZScore,
-                             cob_prune, prune, prune_in_steps, strategy_from_dict, strategy_to_dict)
+                             SIZE_ONLY_STRATEGIES, cob_prune, prune, prune_in_steps, strategy_from_dict, strategy_to_dict)
 from .results import GRID_MODELS, Result, ResultStore, SweepRow, data_description, model_description, paper_scale, recipe_length
 from .speed import inference_speed, speed_against
 from .stats import (collect_statistics, importance_in_basis, load_statistics, native_importance, random_rotations,
@@ -191,7 +191,9 @@ ONE_SHOT_ARMS = {"baseline": Arm("tsra"), "cob": Arm("tsra", "pca"), "random_rot
 ITERATIVE_STEPS = 5          # as in Torch-Pruning's own example of iterative pruning (iterative_steps=5)
 # CoB, the magnitude ranking most toolkits start from (per layer), and the two global rankings, each pruned in steps
 ITERATED = ("cob", "tsra_tp_l1", "tsra_tp_lamp", "tsra_tp_taylor")
-ARMS = {**ONE_SHOT_ARMS, **{f"{name}_iterative": dataclasses.replace(ONE_SHOT_ARMS[name], steps=ITERATIVE_STEPS) for name in ITERATED}}
+# the steps are in the name, so in the digest of every experiment that runs the arm
+ARMS = {**ONE_SHOT_ARMS, **{f"{name}_in_{ITERATIVE_STEPS}_steps": dataclasses.replace(ONE_SHOT_ARMS[name], steps=ITERATIVE_STEPS)
+                            for name in ITERATED}}
 TOOLKIT_ON_TSRA_ARMS = ["cob", *(name for name, arm in ONE_SHOT_ARMS.items() if arm.model == "tsra" and arm.toolkit)]
 # the toolkit on the TSRA model is an experiment of its own, so that the beyond experiment's arms, and so its digest, stay as recorded
 BEYOND_ARMS = [name for name in ONE_SHOT_ARMS if name not in TOOLKIT_ON_TSRA_ARMS[1:]]
@@ -248,9 +250,10 @@ def check_spec(spec: dict, name: str | None = None) -> dict:
                          f"or sweep those strategies in an experiment without toolkit arms.")
     stepped = [a for a in arms if ARMS[a].steps > 1]
     if spec["kind"] in ("sweep", "selected") and stepped and (other := [s for s in spec["strategies"]
-                                                                      if not isinstance(strategy_from_dict(s), ParameterTarget)]):
-        raise ValueError(f"{where}: the arms {stepped} prune in steps, planned from a parameter target, got {other}; use "
-                         f"ParameterTarget(t), or sweep those strategies in an experiment without arms in steps.")
+                                                                      if not isinstance(strategy_from_dict(s), SIZE_ONLY_STRATEGIES)]):
+        raise ValueError(f"{where}: the arms {stepped} prune in steps, planned before the first from a strategy that counts by a "
+                         f"group's size alone ({', '.join(c.__name__ for c in SIZE_ONLY_STRATEGIES)}), got {other}; use one of those, or "
+                         f"sweep those strategies in an experiment without arms in steps.")
     if spec["kind"] == "selected" and (not_tsra := [a for a in arms if ARMS[a].model != "tsra" or ARMS[a].toolkit]):
         raise ValueError(f"{where} prunes a TSRA variant, so its arms must be TSRA arms, got {not_tsra}; choose from "
                          f"{[a for a, arm in ARMS.items() if arm.model == 'tsra' and not arm.toolkit]}.")
@@ -537,19 +540,23 @@ def prepared_arm(run: SeedRun, arm: Arm) -> tuple[VGG, dict | None]:
     return model, {s.name: imp for s, imp in zip(stats, importance)}
 
 # %% ../nbs/07_experiments.ipynb #6e452514
-def _finetuned(run: SeedRun, model: VGG, recipe: TrainConfig, seed: int):
+def _finetuned(run: SeedRun, model: VGG, recipe: TrainConfig | None, seed: int):
+    if recipe is None: return           # a step whose share of the fine-tuning is no optimizer step at all
     # fine-tuning runs eager: every row has new widths, so a compiled step would compile again for each row, at a cost larger than
     # a row's short fine-tune can repay (the compiled TSRA's first step against the eager one's: bench/train_throughput-cuda.json)
     train(model, *run.train_data, recipe, seed=seed,
           execution=dataclasses.replace(run.config.settings.execution, progress=False, checkpoint_every=0, compile=False))
 
-def step_recipe(recipe: TrainConfig, steps: int) -> TrainConfig:
-    "One step's share of the fine-tuning `recipe` when it is shared out between `steps` steps: its epochs over `steps`, or its steps (at least 1)."
-    if steps == 1: return recipe
-    if recipe.epochs is not None: return dataclasses.replace(recipe, epochs=recipe.epochs / steps)
-    return dataclasses.replace(recipe, steps=max(1, round(recipe.steps / steps)))
+def step_recipes(recipe: TrainConfig, steps: int, num_images: int) -> list[TrainConfig | None]:
+    """Each step's share of the fine-tuning `recipe` (on `num_images` images) shared out between `steps` steps: its optimizer steps
+    in parts that add up to them exactly (`floor(total * i / steps)` done after step `i`, as `stepped_widths` shares out channels),
+    each part its own run of the recipe; None for a part of no step. One step keeps the recipe as it is."""
+    if steps == 1: return [recipe]
+    total = recipe.total_steps(num_images)
+    done = [total * i // steps for i in range(steps + 1)]
+    return [dataclasses.replace(recipe, epochs=None, steps=b - a) if b > a else None for a, b in zip(done, done[1:])]
 
-STEP_SEED_STRIDE = 1000      # step i's fine-tuning draws its batches from seed + i * STEP_SEED_STRIDE: each step sees other images
+STEP_SEED_STRIDE = 1000      # the share after i prunes (i < steps) draws its batches from seed + i * STEP_SEED_STRIDE; the last, from seed
 
 def _toolkit_step(run: SeedRun, arm: Arm, unpruned: VGG) -> Callable:
     "How a toolkit arm prunes to one step's widths: a per-layer ranking to those widths, a global one to their cost on `unpruned`."
@@ -566,7 +573,8 @@ def _pruned(run: SeedRun, arm: Arm, model: VGG, importance: dict | None, strateg
     if arm.steps > 1:
         prune_step = (_toolkit_step(run, arm, model) if arm.toolkit else
                       lambda m, widths: cob_prune(m, run.calibration, widths, arm.basis == "pca", exact_removal=arm.exact_removal)[1])
-        between = lambda m, step: _finetuned(run, m, step_recipe(run.config.finetune, arm.steps), run.seed + step * STEP_SEED_STRIDE)
+        shares = step_recipes(run.config.finetune, arm.steps, len(run.train_data[1]))
+        between = lambda m, step: _finetuned(run, m, shares[step - 1], run.seed + step * STEP_SEED_STRIDE)
         return pruned, prune_in_steps(pruned, strategy, arm.steps, prune_step, between)
     if arm.toolkit:
         from cob_paper.tp_plugin import TAKES_DATA, prune_with_torch_pruning   # the optional `compare` extra (a parameter target: check_spec)
@@ -583,7 +591,7 @@ def sweep_row(run: SeedRun, arm_name: str, arm: Arm, model: VGG, importance: dic
     except PlanRefused as e: return SweepRow(arm_name, strategy_to_dict(strategy), error=str(e)), None
     row = SweepRow(arm_name, strategy_to_dict(strategy), 100 * report.fraction_parameters_removed, report.parameters_after,
                    report.macs_after, [layer.width_after for layer in report.layers], evaluate(pruned, *run.test))
-    _finetuned(run, pruned, step_recipe(run.config.finetune, arm.steps), run.seed)
+    _finetuned(run, pruned, step_recipes(run.config.finetune, arm.steps, len(run.train_data[1]))[-1], run.seed)
     row.accuracy_after_finetune = evaluate(pruned, *run.test)
     return row, pruned
 

@@ -450,7 +450,8 @@ def write_run_figures(run: Run, folder: Path, store_root: str = "results") -> li
     if "iterative" in run:
         written += save_figure(figure_beyond(run["iterative"], "macs", store_root), folder / "iterative_accuracy_vs_macs")
         written += write_table(beyond_table(run["iterative"]), folder / "iterative_table",
-                               "In steps: CoB pruned once and in steps, and the toolkit's rankings in steps, on the TSRA model.",
+                               "In steps: CoB pruned once and in steps, and the toolkit's rankings in steps, on the TSRA model. For an arm "
+                               "in steps, 'before FT' is after its last prune, which follows its other shares of the fine-tuning. Not timed.",
                                run_label(run["iterative"], store_root))
     if "grid" in run:
         written += write_table(grid_table(run["grid"]), folder / "study_grid",

@@ -217,9 +217,9 @@ def plan_pruning(units: list[PrunableUnit], importances: dict[str, torch.Tensor]
         groups = [(o, importance[o:o + s]) for o, s in zip(offsets, sizes)] if strategy.per_subspace else [(0, importance)]
         counts = strategy.removed(unit) if isinstance(strategy, KeepWidths) else [strategy.count(imp) for _, imp in groups]
         for (_, imp), n in zip(groups, counts):      # a strategy of the caller's own may count anything: -1 would keep one channel
-            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 <= n <= len(imp):
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
                 raise ValueError(f"{strategy!r} counted {n!r} channels to remove from a group of {len(imp)} of unit {unit.name}; "
-                                 f"a strategy's count(importance) must return an int from 0 to the group's size.")
+                                 f"a strategy's count(importance) must return an int >= 0 (as many as the group has, or more, empties it).")
         removed = torch.cat([o + _lowest(imp, n) for (o, imp), n in zip(groups, counts)])
         keep_mask = torch.ones(unit.width, dtype=torch.bool); keep_mask[removed] = False
         keep = [torch.nonzero(keep_mask[o:o + s]).flatten() + o for o, s in zip(offsets, sizes)]
@@ -260,7 +260,6 @@ def check_removable(unit: PrunableUnit):
         raise ValueError(f"unit {unit.name}: its {'; its '.join(refusals)}. Use BatchNorm or ChannelRMSNorm there, or add "
                          f"{unit.name!r} to the ignored units.")
 
-@torch.no_grad()
 def _checked_keep(unit, kept: list) -> list[torch.Tensor]:
     "`kept` (per subspace of `unit`, the indices of its kept channels) on the CPU; refused unless each is an integer of its own subspace, kept once, and no subspace keeps none."
     sizes = list(unit.subspace_sizes)
@@ -284,6 +283,7 @@ def _checked_keep(unit, kept: list) -> list[torch.Tensor]:
         checked.append(k); start += size
     return checked
 
+@torch.no_grad()
 def remove_channels(unit: PrunableUnit, keep: list[torch.Tensor]):
     "Physically keep only the channels `keep` (one index tensor per subspace) of `unit`, in place; a `keep` that is not a plan is refused first."
     check_removable(unit)
@@ -424,24 +424,25 @@ def cob_prune(model: PrunableNetwork, calibration_batches: Iterable, strategy, r
 # %% ../nbs/04_prune.ipynb #fc91e3e5
 SIZE_ONLY_STRATEGIES = (ChannelFraction, ParameterTarget, ChannelCount)   # their count depends on a group's size alone
 
-def stepped_widths(units: list[PrunableUnit], strategy, steps: int) -> list[KeepWidths]:
+def stepped_widths(units: list[PrunableUnit], strategy, steps: int, ignored: Iterable[str] = ()) -> list[KeepWidths]:
     """The widths of `units` after each of `steps` steps that end at `strategy`'s widths, each subspace losing its channels in
-    equal parts (`floor(r * i / steps)` of its `r` after step `i`): an iterative schedule, planned before the first step."""
+    equal parts (`floor(r * i / steps)` of its `r` after step `i`): an iterative schedule, planned before the first step. An
+    `ignored` unit keeps its width."""
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"steps = {steps!r} must be an int >= 1 (1 prunes once).")
     if not isinstance(strategy, SIZE_ONLY_STRATEGIES) or not strategy.per_subspace:
         raise ValueError(f"{strategy!r}: a schedule is planned before the first step, so its strategy must count by a group's size "
                          f"alone, per subspace: one of {', '.join(c.__name__ for c in SIZE_ONLY_STRATEGIES)}, e.g. ParameterTarget(0.5).")
-    final = plan_pruning(units, {u.name: torch.zeros(u.width) for u in units}, strategy)    # refuses a target that empties a subspace
+    final = plan_pruning(units, {u.name: torch.zeros(u.width) for u in units}, strategy, ignored)  # refuses a target that empties a subspace
     lost = {u.name: [s - len(k) for s, k in zip(u.subspace_sizes, p.keep)] for u, p in zip(units, final)}
     return [KeepWidths({u.name: [s - r * i // steps for s, r in zip(u.subspace_sizes, lost[u.name])] for u in units})
             for i in range(1, steps + 1)]
 
 def prune_in_steps(model: PrunableNetwork, strategy, steps: int, prune_step: Callable[[PrunableNetwork, KeepWidths], PruneReport],
-                   between: Callable[[PrunableNetwork, int], None] | None = None) -> PruneReport:
+                   between: Callable[[PrunableNetwork, int], None] | None = None, ignored: Iterable[str] = ()) -> PruneReport:
     """Prune `model` in place to `strategy`'s widths in `steps` steps of `stepped_widths`, each by `prune_step(model, widths)`,
     calling `between(model, step)` after each step but the last (to fine-tune); one report from the first step to the last."""
-    schedule = stepped_widths(prunable_units_of(model), strategy, steps)
+    schedule = stepped_widths(prunable_units_of(model), strategy, steps, ignored)
     if between is not None and not callable(between):
         raise TypeError(f"between = {between!r} is called after each step but the last, as between(model, step); pass a function or None.")
     reports = []
@@ -467,4 +468,4 @@ def cob_prune_in_steps(model: PrunableNetwork, calibration_batches: Iterable, st
         if rotate: check_rotatable(unit)
         check_removable(unit)
     step = lambda m, widths: cob_prune(m, calibration_batches, widths, rotate, ignored, exact_removal)[1]
-    return model, prune_in_steps(model, strategy, steps, step, between)
+    return model, prune_in_steps(model, strategy, steps, step, between, ignored)

@@ -7,6 +7,7 @@ __all__ = ['synchronize', 'timed', 'median_forward_seconds_of', 'median_forward_
 
 # %% ../nbs/06b_speed.ipynb #7a3facb7
 import copy
+import numbers
 import statistics
 import time
 
@@ -33,7 +34,7 @@ def _in_timing_layout(model: nn.Module, device: torch.device) -> nn.Module:
 
 def _check_timing(models: list[nn.Module], batch_size: int, input_shape: tuple[int, ...], repeats: int, warmup: int):
     "Refused before any pass: counts that are not counts, no model, an input shape other than a model's, models on different devices or dtypes."
-    count = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    count = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)
     if not (count(batch_size) and count(repeats) and count(warmup)) or batch_size < 1 or repeats < 1 or warmup < 0:
         raise ValueError(f"batch_size ({batch_size!r}) and repeats ({repeats!r}) must be ints >= 1 and warmup ({warmup!r}) an int >= 0.")
     if not models: raise ValueError("no model to time; pass a list of at least one model.")

@@ -136,7 +136,7 @@ def _autocast(device: torch.device, config_bf16: bool = True):
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000, bf16: bool = True) -> float:
     "Top-1 accuracy of `model` on uint8 `images` (normalised here, no augmentation)."
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size = {batch_size!r} must be an int >= 1, e.g. 1000.")
     if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (len(images),) or not len(images):
         got = f"shape {tuple(labels.shape)}" if isinstance(labels, torch.Tensor) else f"a {type(labels).__name__}"

@@ -53,6 +53,16 @@ def test_schedule_fits_the_budget_and_prefers_fine_tuning_when_it_can():
     assert gpu_reproduce.choose_schedule(probe, 2000, seeds=1)["epochs"] >= roomy["epochs"]
 
 
+def test_an_arm_in_steps_counts_as_a_row_per_step():
+    from cob_paper.experiments import ARMS, full_config
+    config = full_config()
+    spec = config.experiments["iterative"]
+    stepped = [a for a in spec["arms"] if ARMS[a].steps > 1]
+    assert stepped and gpu_reproduce.sweep_row_count(config, ["iterative"]) == \
+        len(spec["strategies"]) * (len(spec["arms"]) - len(stepped) + sum(ARMS[a].steps for a in stepped))
+    assert gpu_reproduce.sweep_row_count(config, ["beyond"]) == len(config.experiments["beyond"]["arms"]) * len(config.experiments["beyond"]["strategies"])
+
+
 def test_timings_at_another_batch_than_the_run_trains_are_refused():
     from cob_paper.experiments import full_config, tsra_study_config
     run_batch = full_config().tsra_train.batch_size

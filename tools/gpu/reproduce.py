@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from cob_paper.experiments import PRESETS, RunSettings, Workspace, full_config, paper_experiments, reproduce, smoke_config
+from cob_paper.experiments import ARMS, PRESETS, RunSettings, Workspace, full_config, paper_experiments, reproduce, smoke_config
 from cob_paper.files import provenance, write_json
 from cob_paper.train import steps_per_epoch
 
@@ -35,9 +35,11 @@ PAPER_EXPERIMENTS = tuple(paper_experiments())     # the paper's experiments of 
 
 
 def sweep_row_count(config, names=PAPER_EXPERIMENTS) -> int:
-    "Rows per seed of the sweeps among `names` (arms x strategies)."
+    """Rows per seed of the sweeps among `names` (arms x strategies), an arm in steps counted once per step: each step prunes
+    (and, for CoB, passes over the calibration images) again, which the probe did not time (on the safe side: the steps share
+    one fine-tuning)."""
     specs = [config.experiments[n] for n in names if config.experiments[n]["kind"] == "sweep"]
-    return sum(len(s["arms"]) * len(s["strategies"]) for s in specs)
+    return sum(ARMS[arm].steps * len(s["strategies"]) for s in specs for arm in s["arms"])
 
 
 def row_costs(probe: dict, fused: bool = False) -> tuple[float, float]:
