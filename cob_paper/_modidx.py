@@ -289,6 +289,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'cob_paper.figures.write_table': ('figures.html#write_table', 'cob_paper/figures.py')},
             'cob_paper.files': { 'cob_paper.files._cpu_model': ('files.html#_cpu_model', 'cob_paper/files.py'),
                                  'cob_paper.files._link_or_copy': ('files.html#_link_or_copy', 'cob_paper/files.py'),
+                                 'cob_paper.files._not_finite': ('files.html#_not_finite', 'cob_paper/files.py'),
                                  'cob_paper.files._swap_in': ('files.html#_swap_in', 'cob_paper/files.py'),
                                  'cob_paper.files.atomic_folder': ('files.html#atomic_folder', 'cob_paper/files.py'),
                                  'cob_paper.files.atomic_write': ('files.html#atomic_write', 'cob_paper/files.py'),

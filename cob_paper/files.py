@@ -9,6 +9,7 @@ __all__ = ['CHECKED_FORMAT', 'CHECKED_VERSION', 'GENERATED_OUTPUTS', 'atomic_wri
 # %% ../nbs/01a_files.ipynb #c9aeaa4d
 import hashlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -36,8 +37,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         raise
     return path
 
+def _not_finite(obj, where: str = "obj") -> str | None:
+    "Where in `obj` (dicts and lists of plain values) the first NaN or infinite float is, as `obj['key'][i]`; None if none."
+    if isinstance(obj, float): return None if math.isfinite(obj) else where
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    return next((found for key, value in items if (found := _not_finite(value, f"{where}[{key!r}]"))), None)
+
 def write_json(path: str | os.PathLike, obj) -> Path:
-    "Write `obj` as indented JSON (keys in insertion order, trailing newline), atomically."
+    "Write `obj` as indented JSON (keys in insertion order, trailing newline), atomically; a NaN or infinity is refused, by where it is."
+    if where := _not_finite(obj):
+        raise ValueError(f"{where} is not a finite number, which JSON cannot hold; write the value as None (null) or a string, "
+                         f"or find why it is not finite. {path} was not written.")
     text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
     return atomic_write(path, lambda f: f.write(text.encode()))
 

@@ -214,6 +214,10 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: 
           checkpoint_path: str | Path | None = None, stop_at_step: int | None = None, description: str = "train",
           data_parallel: bool = False) -> History:
     "Train `model` in place on uint8 `images` with `recipe` under `seed`; resumes from `checkpoint_path` if it exists."
+    if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (len(images),) or not len(images):
+        raise ValueError(f"train takes at least one image and a tensor of one label per image, shape ({len(images)},); the labels "
+                         f"are {tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__} (else it would "
+                         f"train on the images that have a label, silently).")
     device = next(model.parameters()).device
     cuda = device.type == "cuda"
     images, labels = images.to(device), labels.to(device)
