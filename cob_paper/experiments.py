@@ -249,10 +249,10 @@ def check_spec(spec: dict, name: str | None = None) -> dict:
         raise ValueError(f"{where}: the toolkit arms {toolkit} take parameter targets only, got {other}; use ParameterTarget(t), "
                          f"or sweep those strategies in an experiment without toolkit arms.")
     stepped = [a for a in arms if ARMS[a].steps > 1]
-    if spec["kind"] in ("sweep", "selected") and stepped and (other := [s for s in spec["strategies"]
-                                                                      if not isinstance(strategy_from_dict(s), SIZE_ONLY_STRATEGIES)]):
+    if spec["kind"] in ("sweep", "selected") and stepped and (other := [s for s in spec["strategies"] if not (
+            isinstance(strategy := strategy_from_dict(s), SIZE_ONLY_STRATEGIES) and strategy.per_subspace)]):
         raise ValueError(f"{where}: the arms {stepped} prune in steps, planned before the first from a strategy that counts by a "
-                         f"group's size alone ({', '.join(c.__name__ for c in SIZE_ONLY_STRATEGIES)}), got {other}; use one of those, or "
+                         f"group's size alone, per subspace ({', '.join(c.__name__ for c in SIZE_ONLY_STRATEGIES)}), got {other}; use one of those, or "
                          f"sweep those strategies in an experiment without arms in steps.")
     if spec["kind"] == "selected" and (not_tsra := [a for a in arms if ARMS[a].model != "tsra" or ARMS[a].toolkit]):
         raise ValueError(f"{where} prunes a TSRA variant, so its arms must be TSRA arms, got {not_tsra}; choose from "

@@ -463,7 +463,8 @@ def cob_prune_in_steps(model: PrunableNetwork, calibration_batches: Iterable, st
         raise TypeError("calibration_batches is an iterator, which can be read once, and each step reads it again: pass a list "
                         "of batches, e.g. list(batches).")
     _check_flags("cob_prune_in_steps", rotate=rotate, exact_removal=exact_removal)
-    units, skipped = prunable_units_of(model), _ignored_names(ignored, prunable_units_of(model))
+    ignored = list(_ignored_names(ignored, prunable_units_of(model)))       # read at every step: a generator would be read once
+    units, skipped = prunable_units_of(model), set(ignored)
     for unit in (u for u in units if u.name not in skipped):        # as cob_prune checks them, once, before the first step
         if rotate: check_rotatable(unit)
         check_removable(unit)

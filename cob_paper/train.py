@@ -59,8 +59,10 @@ class TrainConfig:
                              f"{AUTO_WARMUP_FRACTION:.0%} of the run.")
         if not (whole(self.batch_size) and self.batch_size >= 1 and real(self.lr) and self.lr > 0):
             raise ValueError(f"batch_size ({self.batch_size!r}) must be an int >= 1 and lr ({self.lr!r}) a finite number > 0.")
-        if not (real(self.weight_decay) and self.weight_decay >= 0 and real(self.momentum) and 0 <= self.momentum < 1):
-            raise ValueError(f"weight_decay ({self.weight_decay!r}) must be a finite number >= 0 and momentum ({self.momentum!r}) one in [0, 1).")
+        if not (real(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay ({self.weight_decay!r}) must be a finite number >= 0.")
+        if self.optimizer == "sgd" and not (real(self.momentum) and 0 <= self.momentum < 1 and (self.momentum > 0 or not self.nesterov)):
+            raise ValueError(f"momentum ({self.momentum!r}) must be a number in [0, 1), above 0 with nesterov=True (SGD's rule).")
         if self.grad_clip is not None and not (real(self.grad_clip) and self.grad_clip > 0):
             raise ValueError(f"grad_clip = {self.grad_clip!r} must be a finite number > 0, or None for no clipping.")
         if self.epochs is not None and float(self.epochs).is_integer():
